@@ -1,0 +1,165 @@
+package fsm
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
+	fsmv1 "github.com/rafter-dev/rafter/gen/rafter/fsm/v1"
+)
+
+// The snapshot format: a magic line, then length-delimited protobuf records — one
+// SnapshotHeader, then one SnapshotRecord per member and per object. The same format
+// is what `ctl snapshot save` downloads and `controlplane --restore` reads.
+const snapshotMagic = "rafter-snapshot-v1\n"
+
+type snapshot struct{ view *View }
+
+var _ raft.FSMSnapshot = (*snapshot)(nil)
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.view.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
+
+// WriteTo writes the whole view in the snapshot format.
+func (v *View) WriteTo(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if _, err := bw.WriteString(snapshotMagic); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	count := uint64(0)
+	it, err := v.txn.Get(tableObjects, "id")
+	if err != nil {
+		return fmt.Errorf("iterate objects: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		count++
+	}
+	if _, err := protodelim.MarshalTo(bw, &fsmv1.SnapshotHeader{AppliedIndex: v.Index, ObjectCount: count}); err != nil {
+		return fmt.Errorf("write snapshot header: %w", err)
+	}
+	for _, m := range v.Members() {
+		rec := &fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Member{Member: &fsmv1.Member{
+			Id: m.ID, RaftAddress: m.RaftAddress, GrpcAddress: m.GRPCAddress, HttpAddress: m.HTTPAddress,
+		}}}
+		if _, err := protodelim.MarshalTo(bw, rec); err != nil {
+			return fmt.Errorf("write member %s: %w", m.ID, err)
+		}
+	}
+	it, err = v.txn.Get(tableObjects, "id")
+	if err != nil {
+		return fmt.Errorf("iterate objects: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		e := raw.(*entry)
+		a, err := anypb.New(e.Obj)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", e.Key, err)
+		}
+		rec := &fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Object{Object: &fsmv1.SnapshotObject{Kind: e.Kind, Object: a}}}
+		if _, err := protodelim.MarshalTo(bw, rec); err != nil {
+			return fmt.Errorf("write %s: %w", e.Key, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return nil
+}
+
+// readSnapshot builds a fresh database from a snapshot stream.
+func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
+		return nil, 0, fmt.Errorf("not a rafter snapshot (bad magic)")
+	}
+	opts := protodelim.UnmarshalOptions{MaxSize: 64 << 20}
+	var hdr fsmv1.SnapshotHeader
+	if err := opts.UnmarshalFrom(br, &hdr); err != nil {
+		return nil, 0, fmt.Errorf("read header: %w", err)
+	}
+	db := newDB()
+	txn := db.Txn(true)
+	var objects uint64
+	for {
+		var rec fsmv1.SnapshotRecord
+		err := opts.UnmarshalFrom(br, &rec)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("read record %d: %w", objects, err)
+		}
+		switch r := rec.Record.(type) {
+		case *fsmv1.SnapshotRecord_Member:
+			m := r.Member
+			if err := txn.Insert(tableMembers, &memberEntry{ID: m.GetId(), Member: Member{
+				ID: m.GetId(), RaftAddress: m.GetRaftAddress(), GRPCAddress: m.GetGrpcAddress(), HTTPAddress: m.GetHttpAddress(),
+			}}); err != nil {
+				return nil, 0, fmt.Errorf("restore member %s: %w", m.GetId(), err)
+			}
+		case *fsmv1.SnapshotRecord_Object:
+			if err := restoreObject(txn, r.Object); err != nil {
+				return nil, 0, err
+			}
+			objects++
+		default:
+			return nil, 0, fmt.Errorf("unknown snapshot record %T", rec.Record)
+		}
+	}
+	if objects != hdr.GetObjectCount() {
+		return nil, 0, fmt.Errorf("snapshot truncated: %d of %d objects", objects, hdr.GetObjectCount())
+	}
+	txn.Commit()
+	return db, hdr.GetAppliedIndex(), nil
+}
+
+func restoreObject(txn *memdb.Txn, so *fsmv1.SnapshotObject) error {
+	msg, err := so.GetObject().UnmarshalNew()
+	if err != nil {
+		return fmt.Errorf("decode %s: %w", so.GetKind(), err)
+	}
+	obj, ok := msg.(Object)
+	if !ok || obj.GetMetadata() == nil {
+		return fmt.Errorf("snapshot object %s has no metadata", so.GetKind())
+	}
+	var rv uint64
+	if _, err := fmt.Sscan(obj.GetMetadata().GetResourceVersion(), &rv); err != nil {
+		return fmt.Errorf("snapshot %s %s: bad resourceVersion: %w", so.GetKind(), obj.GetMetadata().GetName(), err)
+	}
+	if err := txn.Insert(tableObjects, newEntry(so.GetKind(), obj, rv)); err != nil {
+		return fmt.Errorf("restore %s: %w", so.GetKind(), err)
+	}
+	if svc, ok := obj.(*corev1.Service); ok {
+		return allocateService(txn, svc)
+	}
+	return nil
+}
+
+// SnapshotIndex reads the applied index from the header of a snapshot stream.
+func SnapshotIndex(r io.Reader) (uint64, error) {
+	br := bufio.NewReader(r)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
+		return 0, fmt.Errorf("not a rafter snapshot (bad magic)")
+	}
+	var hdr fsmv1.SnapshotHeader
+	if err := (protodelim.UnmarshalOptions{}).UnmarshalFrom(br, &hdr); err != nil {
+		return 0, fmt.Errorf("read header: %w", err)
+	}
+	return hdr.GetAppliedIndex(), nil
+}
