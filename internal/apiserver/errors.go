@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/anypb"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
@@ -72,10 +71,8 @@ func apiError(reason, message string, details *metav1.StatusDetails) error {
 		code = codes.Unknown
 	}
 	gs := status.New(code, message)
-	if a, err := anypb.New(st); err == nil {
-		if withDetail, err := gs.WithDetails(a); err == nil {
-			gs = withDetail
-		}
+	if withDetail, err := gs.WithDetails(st); err == nil {
+		gs = withDetail
 	}
 	return gs.Err()
 }
@@ -91,13 +88,13 @@ func badRequest(format string, args ...any) error {
 
 // invalid reports field errors the way Kubernetes does: 422, one cause per field.
 func invalid(k kindInfo, name string, errs field.ErrorList) error {
-	details := &metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Kind}
+	details := &metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Kind.Kind}
 	for _, e := range errs {
 		details.Causes = append(details.Causes, &metav1.StatusCause{
 			Reason: string(e.Type), Message: e.ErrorBody(), Field: e.Field,
 		})
 	}
-	msg := fmt.Sprintf("%s %q is invalid: %s", k.Kind, name, errs.ToAggregate().Error())
+	msg := fmt.Sprintf("%s %q is invalid: %s", k.Kind.Kind, name, errs.ToAggregate().Error())
 	return apiError(ReasonInvalid, msg, details)
 }
 

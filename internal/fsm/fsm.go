@@ -55,7 +55,10 @@ type FSM struct {
 	watch *Broadcaster
 }
 
-var _ raft.FSM = (*FSM)(nil)
+var (
+	_ raft.FSM                = (*FSM)(nil)
+	_ raft.ConfigurationStore = (*FSM)(nil)
+)
 
 // New returns an empty FSM.
 func New(cfg Config) (*FSM, error) {
@@ -98,6 +101,13 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	res := f.applyCommand(txn, l.Index, &cmd, &events)
 	f.advance(l.Index, txn, events)
 	return &res
+}
+
+// StoreConfiguration is called by raft for each configuration entry, in log order.
+// The FSM keeps no configuration; it only counts the entry as applied, so that every
+// entry a read may wait for advances the applied index.
+func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.advance(index, nil, nil)
 }
 
 // advance commits txn (if any), publishes events and moves the applied index, all
@@ -249,18 +259,43 @@ func applyDelete(txn *memdb.Txn, index uint64, del *fsmv1.Delete, events *[]Even
 	if u := del.GetExpectedUid(); u != "" && u != omd.GetUid() {
 		return nil, fmt.Errorf("%s %q: %w: uid is %s, precondition %s", k.Resource, del.GetName(), ErrConflict, omd.GetUid(), u)
 	}
-	if err := txn.Delete(tableObjects, old); err != nil {
-		return nil, fmt.Errorf("delete %s: %w", key, err)
+	gone, err := removeEntry(txn, index, old, events)
+	if err != nil {
+		return nil, err
 	}
-	if k.Kind == "Service" {
-		if _, err := txn.DeleteAll(tableAllocs, "holder", del.GetNamespace()+"/"+del.GetName()); err != nil {
-			return nil, fmt.Errorf("release allocations of %s: %w", key, err)
+	if k.Kind == "Namespace" {
+		// A namespace takes its contents with it, in the same entry.
+		it, err := txn.Get(tableObjects, "namespace", del.GetName())
+		if err != nil {
+			return nil, fmt.Errorf("list namespace %s: %w", del.GetName(), err)
+		}
+		var contents []*entry
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			contents = append(contents, raw.(*entry))
+		}
+		for _, e := range contents {
+			if _, err := removeEntry(txn, index, e, events); err != nil {
+				return nil, err
+			}
 		}
 	}
-	// The deleted object is reported at the deletion's resourceVersion, as Kubernetes does.
+	return gone, nil
+}
+
+// removeEntry deletes one stored object and records its DELETED event. The deleted
+// object is reported at the deletion's resourceVersion, as Kubernetes does.
+func removeEntry(txn *memdb.Txn, index uint64, old *entry, events *[]Event) (Object, error) {
+	if err := txn.Delete(tableObjects, old); err != nil {
+		return nil, fmt.Errorf("delete %s: %w", old.Key, err)
+	}
+	if old.Kind == "Service" {
+		if _, err := txn.DeleteAll(tableAllocs, "holder", old.Namespace+"/"+old.Name); err != nil {
+			return nil, fmt.Errorf("release allocations of %s: %w", old.Key, err)
+		}
+	}
 	gone := proto.Clone(old.Obj).(Object)
 	gone.GetMetadata().ResourceVersion = strconv.FormatUint(index, 10)
-	*events = append(*events, Event{Type: Deleted, RV: index, Kind: k.Kind, Object: gone, Prev: old.Obj})
+	*events = append(*events, Event{Type: Deleted, RV: index, Kind: old.Kind, Object: gone, Prev: old.Obj})
 	return gone, nil
 }
 

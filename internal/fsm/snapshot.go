@@ -25,7 +25,7 @@ type snapshot struct{ view *View }
 var _ raft.FSMSnapshot = (*snapshot)(nil)
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := s.view.WriteTo(sink); err != nil {
+	if err := s.view.Save(sink); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
@@ -34,8 +34,8 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *snapshot) Release() {}
 
-// WriteTo writes the whole view in the snapshot format.
-func (v *View) WriteTo(w io.Writer) error {
+// Save writes the whole view in the snapshot format.
+func (v *View) Save(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)

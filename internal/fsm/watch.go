@@ -80,7 +80,7 @@ func (b *Broadcaster) publish(events []Event) {
 func (b *Broadcaster) reset(index uint64) {
 	b.mu.Lock()
 	clear(b.ring)
-	b.first, b.next = b.next, b.next
+	b.first = b.next
 	b.evictedRV = index
 	b.epoch++
 	close(b.wake)
@@ -143,4 +143,11 @@ func (w *Watcher) Next(ctx context.Context) (Event, error) {
 			return Event{}, ctx.Err()
 		}
 	}
+}
+
+// CanWatchFrom reports whether a watch from fromRV would start (not ErrGone).
+func (f *FSM) CanWatchFrom(fromRV uint64) bool {
+	f.watch.mu.Lock()
+	defer f.watch.mu.Unlock()
+	return fromRV >= f.watch.evictedRV
 }

@@ -58,6 +58,12 @@ type Peer struct {
 	barrierMu   sync.Mutex // guards barrierTerm
 	barrierTerm uint64
 
+	logs raft.LogStore
+
+	fsmIndexMu   sync.Mutex // guards lastCommit and lastFSMIndex
+	lastCommit   uint64     // the commit index fsmIndex last looked at
+	lastFSMIndex uint64     // and what it mapped it to
+
 	verifyMu      sync.Mutex // guards verifyWaiters and verifyRunning
 	verifyWaiters []chan error
 	verifyRunning bool
@@ -76,6 +82,7 @@ func Open(cfg Config, f *fsm.FSM, deps Deps) (*Peer, error) {
 		return nil, err
 	}
 	p.trans = deps.Transport
+	p.logs = deps.Logs
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -175,19 +182,9 @@ func (p *Peer) OnLeader(fn func(ctx context.Context) error) {
 // Run follows leadership changes until ctx ends, then shuts raft down and closes the
 // stores. It returns nil on a clean shutdown.
 func (p *Peer) Run(ctx context.Context) error {
-	var (
-		termCancel context.CancelFunc
-		termDone   chan struct{}
-	)
-	endTerm := func() {
-		if termCancel != nil {
-			termCancel()
-			<-termDone
-			termCancel = nil
-		}
-	}
+	var term *leaderTerm
 	defer func() {
-		endTerm()
+		term.stop()
 		if err := p.raft.Shutdown().Error(); err != nil {
 			p.cfg.Logger.Warn("raft shutdown", "err", err)
 		}
@@ -198,19 +195,38 @@ func (p *Peer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case leader := <-p.leaderCh:
-			endTerm()
-			if !leader {
-				continue
+			term.stop()
+			term = nil
+			if leader {
+				term = p.startTerm(ctx)
 			}
-			var termCtx context.Context
-			termCtx, termCancel = context.WithCancel(ctx)
-			termDone = make(chan struct{})
-			go func(done chan struct{}) {
-				defer close(done)
-				p.leaderTerm(termCtx)
-			}(termDone)
 		}
 	}
+}
+
+// leaderTerm is the leader work of one term.
+type leaderTerm struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// stop cancels the term's work and waits for it; a nil term is a no-op.
+func (t *leaderTerm) stop() {
+	if t == nil {
+		return
+	}
+	t.cancel()
+	<-t.done
+}
+
+func (p *Peer) startTerm(ctx context.Context) *leaderTerm {
+	ctx, cancel := context.WithCancel(ctx)
+	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		p.leaderTerm(ctx)
+	}()
+	return t
 }
 
 // leaderTerm runs for one leadership term: it first makes sure the FSM has applied
@@ -275,7 +291,7 @@ func (p *Peer) ReadIndex(ctx context.Context) (uint64, error) {
 	if err := p.ensureBarrier(ctx, term); err != nil {
 		return 0, err
 	}
-	index := p.raft.CommitIndex()
+	index := p.fsmIndex(p.raft.CommitIndex())
 	if err := p.verifyLeader(ctx); err != nil {
 		return 0, err
 	}
@@ -283,6 +299,34 @@ func (p *Peer) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, ErrNotLeader
 	}
 	return index, nil
+}
+
+// fsmIndex returns the highest index at or below index of an entry the FSM sees.
+// Raft never hands noop and barrier entries to the FSM, so a reader waiting for
+// their index would wait for the next write; the state at the entry below them is
+// the same.
+func (p *Peer) fsmIndex(index uint64) uint64 {
+	p.fsmIndexMu.Lock()
+	defer p.fsmIndexMu.Unlock()
+	if index == p.lastCommit {
+		return p.lastFSMIndex
+	}
+	out := index
+	var l raft.Log
+	for out > 0 && out > p.lastCommit {
+		if err := p.logs.GetLog(out, &l); err != nil {
+			break // compacted into a snapshot: the snapshot covers it
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			break
+		}
+		out--
+	}
+	if out == p.lastCommit {
+		out = p.lastFSMIndex
+	}
+	p.lastCommit, p.lastFSMIndex = index, out
+	return out
 }
 
 // verifyLeader confirms leadership with a quorum round. Concurrent callers share a
@@ -400,7 +444,7 @@ func (p *Peer) TransferLeadership(ctx context.Context, id string) error {
 }
 
 // RestoreBackup replaces the whole replicated state with a backup in the snapshot
-// format (from View.WriteTo). Leader only; every peer ends up with the backup's state
+// format (from View.Save). Leader only; every peer ends up with the backup's state
 // and log indexes continue above the backup's resourceVersions.
 func (p *Peer) RestoreBackup(ctx context.Context, path string) error {
 	f, err := os.Open(path)
@@ -428,6 +472,11 @@ func (p *Peer) RestoreBackup(ctx context.Context, path string) error {
 		Configuration: raft.Configuration{Servers: servers}, ConfigurationIndex: 1}
 	if err := p.raft.Restore(meta, f, p.cfg.ApplyTimeout); err != nil {
 		return fmt.Errorf("restore backup: %w", translate(err))
+	}
+	// Raft follows the restored snapshot with a noop the FSM never sees; a command
+	// after it gives reads an index to wait for.
+	if _, _, err := p.Propose(ctx, &fsmv1.Command{Op: &fsmv1.Command_Noop{Noop: &fsmv1.Noop{}}}); err != nil {
+		return fmt.Errorf("after restore: %w", err)
 	}
 	return nil
 }

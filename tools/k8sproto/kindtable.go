@@ -101,8 +101,8 @@ const (
 	clusterScoped = false
 )
 
-// kinds is every kind Rafter serves, in the order of kinds.All.
-var kinds = []kindSpec{
+// kindTable is every kind Rafter serves, in the order of kinds.All.
+var kindTable = []kindSpec{
 	kind[corev1.Namespace, corev1.NamespaceList]("namespaces", clusterScoped, "ns"),
 	kind[corev1.Node, corev1.NodeList]("nodes", clusterScoped, "no"),
 	kind[corev1.Pod, corev1.PodList]("pods", namespaced, "po"),

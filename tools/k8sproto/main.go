@@ -38,13 +38,13 @@ func main() {
 // generate builds every output file in memory, keyed by path. It reads the
 // existing types.proto files under protoRoot to keep their field numbers.
 func generate(protoRoot, kindsOut string) (map[string][]byte, error) {
-	s, err := buildSchema(kinds, extraTypes)
+	s, err := buildSchema(kindTable, extraTypes)
 	if err != nil {
 		return nil, fmt.Errorf("reflect k8s types: %w", err)
 	}
 	files := map[string][]byte{}
 	byPkg := map[*protoPackage][]kindSpec{}
-	for _, k := range kinds {
+	for _, k := range kindTable {
 		pkg, _ := packageByGoPath(k.Object.PkgPath())
 		byPkg[pkg] = append(byPkg[pkg], k)
 	}
@@ -79,7 +79,7 @@ func generate(protoRoot, kindsOut string) (map[string][]byte, error) {
 			files[filepath.Join(protoRoot, servicesFile(pkg))] = b
 		}
 	}
-	b, err := renderKinds(kinds)
+	b, err := renderKinds(kindTable)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"reflect"
 	"sort"
 	"strings"
@@ -31,9 +32,9 @@ var wktImports = map[string]string{
 	wktValue:     "google/protobuf/struct.proto",
 }
 
-// specialTypes are Go types with custom JSON that get a deliberate encoding.
-// Pointers to them map the same way. Keep the report in README-style docs in
-// sync: every entry here is a place where the proto is not the Go struct.
+// specialTypes are Go types with custom JSON that get a deliberate encoding,
+// chosen so protojson reads and writes what encoding/json does for them.
+// Pointers to them map the same way (without "optional": messages have presence).
 var specialTypes = map[reflect.Type]string{
 	reflect.TypeFor[metav1.Time]():          wktTimestamp,
 	reflect.TypeFor[metav1.MicroTime]():     wktTimestamp,
@@ -281,7 +282,7 @@ func (s *schema) fieldFor(t reflect.Type) (*field, error) {
 // valueType maps a non-pointer, non-repeated Go type to a proto value type.
 func (s *schema) valueType(t reflect.Type) (*field, error) {
 	if wk, ok := specialTypes[t]; ok {
-		return &field{Type: wk, Special: t.String()}, nil
+		return &field{Type: wk, Special: shortTypeName(t)}, nil
 	}
 	if err := checkCustomJSON(t); err != nil {
 		return nil, err
@@ -324,6 +325,16 @@ func checkCustomJSON(t reflect.Type) error {
 		}
 	}
 	return nil
+}
+
+// shortTypeName names a Go type the way Kubernetes code imports it:
+// "metav1.Time", "resource.Quantity".
+func shortTypeName(t reflect.Type) string {
+	dir, base := path.Split(t.PkgPath())
+	if strings.HasPrefix(base, "v") {
+		base = path.Base(dir) + base
+	}
+	return base + "." + t.Name()
 }
 
 func isWellKnown(protoType string) bool {

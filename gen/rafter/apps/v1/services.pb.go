@@ -832,7 +832,7 @@ var File_rafter_apps_v1_services_proto protoreflect.FileDescriptor
 
 const file_rafter_apps_v1_services_proto_rawDesc = "" +
 	"\n" +
-	"\x1drafter/apps/v1/services.proto\x12\x0erafter.apps.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1drafter/meta/v1/requests.proto\x1a\x1arafter/apps/v1/types.proto\"\xa3\x01\n" +
+	"\x1drafter/apps/v1/services.proto\x12\x0erafter.apps.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1arafter/apps/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\"\xa3\x01\n" +
 	"\x17CreateReplicaSetRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12.\n" +
 	"\x04body\x18\x02 \x01(\v2\x1a.rafter.apps.v1.ReplicaSetR\x04body\x12\x16\n" +

@@ -232,7 +232,7 @@ var File_rafter_coordination_v1_services_proto protoreflect.FileDescriptor
 
 const file_rafter_coordination_v1_services_proto_rawDesc = "" +
 	"\n" +
-	"%rafter/coordination/v1/services.proto\x12\x16rafter.coordination.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1drafter/meta/v1/requests.proto\x1a\"rafter/coordination/v1/types.proto\"\xa1\x01\n" +
+	"%rafter/coordination/v1/services.proto\x12\x16rafter.coordination.v1\x1a\x1cgoogle/api/annotations.proto\x1a\"rafter/coordination/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\"\xa1\x01\n" +
 	"\x12CreateLeaseRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x121\n" +
 	"\x04body\x18\x02 \x01(\v2\x1d.rafter.coordination.v1.LeaseR\x04body\x12\x16\n" +

@@ -172,8 +172,8 @@ type LeaseSpec struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	HolderIdentity       *string                `protobuf:"bytes,1,opt,name=holderIdentity,proto3,oneof" json:"holderIdentity,omitempty"`
 	LeaseDurationSeconds *int32                 `protobuf:"varint,2,opt,name=leaseDurationSeconds,proto3,oneof" json:"leaseDurationSeconds,omitempty"`
-	AcquireTime          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=acquireTime,proto3" json:"acquireTime,omitempty"` // v1.MicroTime
-	RenewTime            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=renewTime,proto3" json:"renewTime,omitempty"`     // v1.MicroTime
+	AcquireTime          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=acquireTime,proto3" json:"acquireTime,omitempty"` // metav1.MicroTime
+	RenewTime            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=renewTime,proto3" json:"renewTime,omitempty"`     // metav1.MicroTime
 	LeaseTransitions     *int32                 `protobuf:"varint,5,opt,name=leaseTransitions,proto3,oneof" json:"leaseTransitions,omitempty"`
 	Strategy             *string                `protobuf:"bytes,6,opt,name=strategy,proto3,oneof" json:"strategy,omitempty"`
 	PreferredHolder      *string                `protobuf:"bytes,7,opt,name=preferredHolder,proto3,oneof" json:"preferredHolder,omitempty"`

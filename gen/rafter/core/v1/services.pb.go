@@ -2232,7 +2232,7 @@ var File_rafter_core_v1_services_proto protoreflect.FileDescriptor
 
 const file_rafter_core_v1_services_proto_rawDesc = "" +
 	"\n" +
-	"\x1drafter/core/v1/services.proto\x12\x0erafter.core.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1drafter/meta/v1/requests.proto\x1a\x1arafter/core/v1/types.proto\"\xa1\x01\n" +
+	"\x1drafter/core/v1/services.proto\x12\x0erafter.core.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1arafter/core/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\"\xa1\x01\n" +
 	"\x16CreateNamespaceRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12-\n" +
 	"\x04body\x18\x02 \x01(\v2\x19.rafter.core.v1.NamespaceR\x04body\x12\x16\n" +

@@ -2369,7 +2369,7 @@ func (x *ContainerState) GetTerminated() *ContainerStateTerminated {
 // ContainerStateRunning is k8s.io/api/core/v1.ContainerStateRunning.
 type ContainerStateRunning struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=startedAt,proto3" json:"startedAt,omitempty"` // v1.Time
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=startedAt,proto3" json:"startedAt,omitempty"` // metav1.Time
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2418,8 +2418,8 @@ type ContainerStateTerminated struct {
 	Signal        int32                  `protobuf:"varint,2,opt,name=signal,proto3" json:"signal,omitempty"`
 	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=startedAt,proto3" json:"startedAt,omitempty"`   // v1.Time
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finishedAt,proto3" json:"finishedAt,omitempty"` // v1.Time
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=startedAt,proto3" json:"startedAt,omitempty"`   // metav1.Time
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finishedAt,proto3" json:"finishedAt,omitempty"` // metav1.Time
 	ContainerID   string                 `protobuf:"bytes,7,opt,name=containerID,proto3" json:"containerID,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3884,11 +3884,11 @@ type Event struct {
 	Reason             string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message            string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	Source             *EventSource           `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
-	FirstTimestamp     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=firstTimestamp,proto3" json:"firstTimestamp,omitempty"` // v1.Time
-	LastTimestamp      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=lastTimestamp,proto3" json:"lastTimestamp,omitempty"`   // v1.Time
+	FirstTimestamp     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=firstTimestamp,proto3" json:"firstTimestamp,omitempty"` // metav1.Time
+	LastTimestamp      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=lastTimestamp,proto3" json:"lastTimestamp,omitempty"`   // metav1.Time
 	Count              int32                  `protobuf:"varint,10,opt,name=count,proto3" json:"count,omitempty"`
 	Type               string                 `protobuf:"bytes,11,opt,name=type,proto3" json:"type,omitempty"`
-	EventTime          *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=eventTime,proto3" json:"eventTime,omitempty"` // v1.MicroTime
+	EventTime          *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=eventTime,proto3" json:"eventTime,omitempty"` // metav1.MicroTime
 	Series             *EventSeries           `protobuf:"bytes,13,opt,name=series,proto3" json:"series,omitempty"`
 	Action             string                 `protobuf:"bytes,14,opt,name=action,proto3" json:"action,omitempty"`
 	Related            *ObjectReference       `protobuf:"bytes,15,opt,name=related,proto3" json:"related,omitempty"`
@@ -4120,7 +4120,7 @@ func (x *EventList) GetItems() []*Event {
 type EventSeries struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Count            int32                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
-	LastObservedTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lastObservedTime,proto3" json:"lastObservedTime,omitempty"` // v1.MicroTime
+	LastObservedTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=lastObservedTime,proto3" json:"lastObservedTime,omitempty"` // metav1.MicroTime
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -6299,7 +6299,7 @@ type NamespaceCondition struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Type               string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	Status             string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	Reason             string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message            string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields      protoimpl.UnknownFields
@@ -6909,8 +6909,8 @@ type NodeCondition struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Type               string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	Status             string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	LastHeartbeatTime  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=lastHeartbeatTime,proto3" json:"lastHeartbeatTime,omitempty"`   // v1.Time
-	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastHeartbeatTime  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=lastHeartbeatTime,proto3" json:"lastHeartbeatTime,omitempty"`   // metav1.Time
+	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	Reason             string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message            string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields      protoimpl.UnknownFields
@@ -8305,8 +8305,8 @@ type PersistentVolumeClaimCondition struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Type               string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	Status             string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	LastProbeTime      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=lastProbeTime,proto3" json:"lastProbeTime,omitempty"`           // v1.Time
-	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastProbeTime      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=lastProbeTime,proto3" json:"lastProbeTime,omitempty"`           // metav1.Time
+	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	Reason             string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message            string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields      protoimpl.UnknownFields
@@ -9138,7 +9138,7 @@ type PersistentVolumeStatus struct {
 	Phase                   string                 `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
 	Message                 string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	Reason                  string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	LastPhaseTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastPhaseTransitionTime,proto3" json:"lastPhaseTransitionTime,omitempty"` // v1.Time
+	LastPhaseTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastPhaseTransitionTime,proto3" json:"lastPhaseTransitionTime,omitempty"` // metav1.Time
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
@@ -9629,8 +9629,8 @@ type PodCondition struct {
 	Type               string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	ObservedGeneration int64                  `protobuf:"varint,2,opt,name=observedGeneration,proto3" json:"observedGeneration,omitempty"`
 	Status             string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	LastProbeTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastProbeTime,proto3" json:"lastProbeTime,omitempty"`           // v1.Time
-	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastProbeTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastProbeTime,proto3" json:"lastProbeTime,omitempty"`           // metav1.Time
+	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	Reason             string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message            string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields      protoimpl.UnknownFields
@@ -10826,7 +10826,7 @@ type PodStatus struct {
 	HostIPs                              []*HostIP                             `protobuf:"bytes,8,rep,name=hostIPs,proto3" json:"hostIPs,omitempty"`
 	PodIP                                string                                `protobuf:"bytes,9,opt,name=podIP,proto3" json:"podIP,omitempty"`
 	PodIPs                               []*PodIP                              `protobuf:"bytes,10,rep,name=podIPs,proto3" json:"podIPs,omitempty"`
-	StartTime                            *timestamppb.Timestamp                `protobuf:"bytes,11,opt,name=startTime,proto3" json:"startTime,omitempty"` // v1.Time
+	StartTime                            *timestamppb.Timestamp                `protobuf:"bytes,11,opt,name=startTime,proto3" json:"startTime,omitempty"` // metav1.Time
 	InitContainerStatuses                []*ContainerStatus                    `protobuf:"bytes,12,rep,name=initContainerStatuses,proto3" json:"initContainerStatuses,omitempty"`
 	ContainerStatuses                    []*ContainerStatus                    `protobuf:"bytes,13,rep,name=containerStatuses,proto3" json:"containerStatuses,omitempty"`
 	QosClass                             string                                `protobuf:"bytes,14,opt,name=qosClass,proto3" json:"qosClass,omitempty"`
@@ -11084,7 +11084,7 @@ type PodVolumeHealth struct {
 	state              protoimpl.MessageState   `protogen:"open.v1"`
 	Name               string                   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	HealthConditions   []*VolumeHealthCondition `protobuf:"bytes,2,rep,name=healthConditions,proto3" json:"healthConditions,omitempty"`
-	LastTransitionTime *timestamppb.Timestamp   `protobuf:"bytes,3,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastTransitionTime *timestamppb.Timestamp   `protobuf:"bytes,3,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -14085,7 +14085,7 @@ type Taint struct {
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	Effect        string                 `protobuf:"bytes,3,opt,name=effect,proto3" json:"effect,omitempty"`
-	TimeAdded     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timeAdded,proto3" json:"timeAdded,omitempty"` // v1.Time
+	TimeAdded     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timeAdded,proto3" json:"timeAdded,omitempty"` // metav1.Time
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -14957,7 +14957,7 @@ func (x *VolumeHealthCondition) GetMessage() string {
 type VolumeHealthStatus struct {
 	state              protoimpl.MessageState   `protogen:"open.v1"`
 	HealthConditions   []*VolumeHealthCondition `protobuf:"bytes,1,rep,name=healthConditions,proto3" json:"healthConditions,omitempty"`
-	LastTransitionTime *timestamppb.Timestamp   `protobuf:"bytes,2,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastTransitionTime *timestamppb.Timestamp   `protobuf:"bytes,2,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }

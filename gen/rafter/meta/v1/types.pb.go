@@ -35,7 +35,7 @@ type Condition struct {
 	Type               string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	Status             string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	ObservedGeneration int64                  `protobuf:"varint,3,opt,name=observedGeneration,proto3" json:"observedGeneration,omitempty"`
-	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // v1.Time
+	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lastTransitionTime,proto3" json:"lastTransitionTime,omitempty"` // metav1.Time
 	Reason             string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message            string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields      protoimpl.UnknownFields
@@ -311,9 +311,9 @@ type ManagedFieldsEntry struct {
 	Manager       string                 `protobuf:"bytes,1,opt,name=manager,proto3" json:"manager,omitempty"`
 	Operation     string                 `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	ApiVersion    string                 `protobuf:"bytes,3,opt,name=apiVersion,proto3" json:"apiVersion,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"` // v1.Time
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"` // metav1.Time
 	FieldsType    string                 `protobuf:"bytes,5,opt,name=fieldsType,proto3" json:"fieldsType,omitempty"`
-	FieldsV1      *structpb.Value        `protobuf:"bytes,6,opt,name=fieldsV1,proto3" json:"fieldsV1,omitempty"` // v1.FieldsV1
+	FieldsV1      *structpb.Value        `protobuf:"bytes,6,opt,name=fieldsV1,proto3" json:"fieldsV1,omitempty"` // metav1.FieldsV1
 	Subresource   string                 `protobuf:"bytes,7,opt,name=subresource,proto3" json:"subresource,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -408,8 +408,8 @@ type ObjectMeta struct {
 	Uid                        string                 `protobuf:"bytes,5,opt,name=uid,proto3" json:"uid,omitempty"` // types.UID
 	ResourceVersion            string                 `protobuf:"bytes,6,opt,name=resourceVersion,proto3" json:"resourceVersion,omitempty"`
 	Generation                 int64                  `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
-	CreationTimestamp          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=creationTimestamp,proto3" json:"creationTimestamp,omitempty"` // v1.Time
-	DeletionTimestamp          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=deletionTimestamp,proto3" json:"deletionTimestamp,omitempty"` // v1.Time
+	CreationTimestamp          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=creationTimestamp,proto3" json:"creationTimestamp,omitempty"` // metav1.Time
+	DeletionTimestamp          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=deletionTimestamp,proto3" json:"deletionTimestamp,omitempty"` // metav1.Time
 	DeletionGracePeriodSeconds *int64                 `protobuf:"varint,10,opt,name=deletionGracePeriodSeconds,proto3,oneof" json:"deletionGracePeriodSeconds,omitempty"`
 	Labels                     map[string]string      `protobuf:"bytes,11,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Annotations                map[string]string      `protobuf:"bytes,12,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
