@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/reflection"
 
-	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	"github.com/rafter-dev/rafter/gen/openapiv2"
+	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	"github.com/rafter-dev/rafter/internal/apiserver"
 	"github.com/rafter-dev/rafter/internal/fsm"
 	"github.com/rafter-dev/rafter/internal/peer"
