@@ -39,7 +39,7 @@ type flags struct {
 	bootstrap, join, restore                  string
 	serviceCIDR, nodePorts, logLevel          string
 	snapshotThreshold, trailingLogs           uint64
-	heartbeat, election                       time.Duration
+	heartbeat, election, snapshotInterval     time.Duration
 	watchWindow                               int
 	noSync                                    bool
 }
@@ -59,6 +59,7 @@ func main() {
 	fs.StringVar(&f.nodePorts, "service-node-port-range", "30000-32767", "range NodePorts are allocated from")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", peer.DefaultConfig().SnapshotThreshold, "log entries between Raft snapshots")
 	fs.Uint64Var(&f.trailingLogs, "trailing-logs", peer.DefaultConfig().TrailingLogs, "log entries kept after a snapshot")
+	fs.DurationVar(&f.snapshotInterval, "snapshot-interval", peer.DefaultConfig().SnapshotInterval, "how often to check whether a snapshot is due")
 	fs.DurationVar(&f.heartbeat, "heartbeat-timeout", peer.DefaultConfig().HeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&f.election, "election-timeout", peer.DefaultConfig().ElectionTimeout, "Raft election timeout")
 	fs.IntVar(&f.watchWindow, "watch-window", fsm.DefaultConfig().WatchWindow, "changes kept for watches to resume from")
@@ -97,6 +98,7 @@ func run(f flags) error {
 	pcfg.GRPCAddr, pcfg.HTTPAddr, pcfg.Logger = f.grpcAddr, f.httpAddr, logger
 	pcfg.SnapshotThreshold, pcfg.TrailingLogs, pcfg.NoSync = f.snapshotThreshold, f.trailingLogs, f.noSync
 	pcfg.HeartbeatTimeout, pcfg.ElectionTimeout = f.heartbeat, f.election
+	pcfg.SnapshotInterval = f.snapshotInterval
 	if f.election < f.heartbeat {
 		pcfg.ElectionTimeout = f.heartbeat
 	}

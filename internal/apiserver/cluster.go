@@ -171,29 +171,56 @@ func (c *clusterServer) TransferLeadership(ctx context.Context, req *clusterv1.T
 
 // SnapshotSave streams a backup taken at a linearizable point.
 func (c *clusterServer) SnapshotSave(_ *clusterv1.SnapshotSaveRequest, stream grpc.ServerStreamingServer[httpbody.HttpBody]) error {
-	if err := c.s.readBarrier(stream.Context(), ""); err != nil {
+	w := &chunkWriter{send: func(b []byte) error {
+		return stream.Send(&httpbody.HttpBody{ContentType: "application/octet-stream", Data: b})
+	}}
+	if err := c.s.writeBackup(stream.Context(), w); err != nil {
+		return err
+	}
+	return w.flush()
+}
+
+// writeBackup writes the whole state, as of a linearizable read, in the snapshot
+// format that `controlplane --restore` reads.
+func (s *Server) writeBackup(ctx context.Context, w io.Writer) error {
+	if err := s.readBarrier(ctx, ""); err != nil {
 		return statusFromStore(kindInfo{}, "", err)
 	}
-	view := c.s.fsm.View()
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(view.Save(pw)) }()
-	defer pr.Close()
-	buf := make([]byte, 256<<10)
-	for {
-		n, err := io.ReadFull(pr, buf)
-		if n > 0 {
-			chunk := &httpbody.HttpBody{ContentType: "application/octet-stream", Data: append([]byte(nil), buf[:n]...)}
-			if serr := stream.Send(chunk); serr != nil {
-				return serr
+	if err := s.fsm.View().Save(w); err != nil {
+		return status.Errorf(codes.Internal, "write snapshot: %v", err)
+	}
+	return nil
+}
+
+// chunkWriter turns writes into messages of at most 256 KiB.
+type chunkWriter struct {
+	buf  []byte
+	send func([]byte) error
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		room := 256<<10 - len(c.buf)
+		take := min(room, len(p))
+		c.buf = append(c.buf, p[:take]...)
+		p = p[take:]
+		if len(c.buf) == 256<<10 {
+			if err := c.flush(); err != nil {
+				return 0, err
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if err != nil {
-			return status.Errorf(codes.Internal, "write snapshot: %v", err)
-		}
 	}
+	return n, nil
+}
+
+func (c *chunkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.send(c.buf)
+	c.buf = nil
+	return err
 }
 
 // peerServer implements the peer-to-peer service.

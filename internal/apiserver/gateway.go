@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ func (m k8sJSON) Marshal(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case map[string]any:
 		if r, ok := x["result"]; ok && len(x) == 1 {
-			return m.JSONPb.Marshal(r)
+			v = r
 		}
 	case map[string]proto.Message:
 		if e, ok := x["error"].(*spb.Status); ok && len(x) == 1 {
@@ -36,14 +37,22 @@ func (m k8sJSON) Marshal(v any) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			var b bytes.Buffer
-			b.WriteString(`{"type":"ERROR","object":`)
-			b.Write(st)
-			b.WriteString(`}`)
-			return b.Bytes(), nil
+			v = json.RawMessage(`{"type":"ERROR","object":` + string(st) + `}`)
 		}
 	}
-	return m.JSONPb.Marshal(v)
+	var b []byte
+	var err error
+	if raw, ok := v.(json.RawMessage); ok {
+		b = raw
+	} else if b, err = m.JSONPb.Marshal(v); err != nil {
+		return nil, err
+	}
+	// protojson varies its whitespace on purpose; clients diffing output want it stable.
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return b, nil
+	}
+	return out.Bytes(), nil
 }
 
 func newMarshaler() k8sJSON {
@@ -80,15 +89,15 @@ func httpError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, 
 
 // streamStart writes the 200 and flushes it as soon as a watch stream starts, so
 // clients see the response before the first event.
+// It also answers a successful create with 201 Created, as Kubernetes does.
 func streamStart(ctx context.Context, w http.ResponseWriter, resp proto.Message) error {
 	if resp != nil {
+		if m, _ := runtime.RPCMethod(ctx); strings.HasSuffix(m, "/Create") {
+			w.WriteHeader(http.StatusCreated)
+		}
 		return nil
 	}
-	ct := "application/json"
-	if m, _ := runtime.RPCMethod(ctx); m == clusterv1.Cluster_SnapshotSave_FullMethodName {
-		ct = "application/octet-stream"
-	}
-	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
@@ -129,8 +138,33 @@ func (s *Server) HTTPHandler(ctx context.Context, conn *grpc.ClientConn, metrics
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi)
 	})
+	// The backup is binary: served directly rather than through the gateway, whose
+	// streams put a newline after every message.
+	root.HandleFunc("GET /cluster/v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="rafter.snapshot"`)
+		bw := &deferredWriter{w: w}
+		if err := s.writeBackup(r.Context(), bw); err != nil {
+			if !bw.started {
+				writeStatus(w, statusOf(err))
+			}
+			return
+		}
+	})
 	root.Handle("/", s.watchRewrite(mux))
 	return root, nil
+}
+
+// deferredWriter lets a handler still answer with an error status as long as it
+// has not written any of the body.
+type deferredWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (d *deferredWriter) Write(p []byte) (int, error) {
+	d.started = true
+	return d.w.Write(p)
 }
 
 // readyz answers 200 once this peer knows a leader and has applied the log.

@@ -17,7 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
@@ -250,29 +252,49 @@ func forwarded(ctx context.Context) bool {
 	return len(md.Get(forwardedKey)) > 0
 }
 
-// forward sends a write to the leader and relays its response and warnings.
+// forward sends a write to the leader and relays its response and warnings. When
+// the leader cannot be reached at all (it died and no new one is known yet) it
+// retries until LeaderWait passes.
 func (s *Server) forward(ctx context.Context, fullMethod string, req, resp any) error {
 	if forwarded(ctx) {
 		return apiError(ReasonServiceUnavailable, "this peer is no longer the raft leader; retry", nil)
 	}
-	conn, err := s.leaderConn(ctx)
-	if err != nil {
-		return err
-	}
 	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, s.cfg.Self.ID)
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, k := range []string{"authorization"} {
-			for _, v := range md.Get(k) {
-				out = metadata.AppendToOutgoingContext(out, k, v)
-			}
+		for _, v := range md.Get("authorization") {
+			out = metadata.AppendToOutgoingContext(out, "authorization", v)
 		}
 	}
-	var header metadata.MD
-	err = conn.Invoke(out, fullMethod, req, resp, grpc.Header(&header))
-	if len(header.Get("warning")) > 0 {
-		_ = grpc.SetHeader(ctx, metadata.MD{"warning": header.Get("warning")})
+	deadline := time.Now().Add(s.cfg.LeaderWait)
+	for {
+		conn, err := s.leaderConn(ctx)
+		if err != nil {
+			return err
+		}
+		var header metadata.MD
+		err = conn.Invoke(out, fullMethod, req, resp, grpc.Header(&header), grpc.WaitForReady(false))
+		if len(header.Get("warning")) > 0 {
+			_ = grpc.SetHeader(ctx, metadata.MD{"warning": header.Get("warning")})
+		}
+		if !unreachable(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return err
+}
+
+// unreachable reports a transport failure that happened before the server produced
+// any answer of its own (those always carry a Kubernetes Status).
+func unreachable(err error) bool {
+	if status.Code(err) != codes.Unavailable {
+		return false
+	}
+	st, _ := status.FromError(err)
+	return len(st.Details()) == 0
 }
 
 // leaderConn returns a connection to the current leader, waiting up to LeaderWait

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
@@ -65,8 +66,10 @@ func (v *View) Save(w io.Writer) error {
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		e := raw.(*entry)
-		a, err := anypb.New(e.Obj)
-		if err != nil {
+		// Deterministic: proto's default encoding writes map fields (labels, data)
+		// in Go's random map order, so equal states would save different bytes.
+		a := new(anypb.Any)
+		if err := anypb.MarshalFrom(a, e.Obj, proto.MarshalOptions{Deterministic: true}); err != nil {
 			return fmt.Errorf("encode %s: %w", e.Key, err)
 		}
 		rec := &fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Object{Object: &fsmv1.SnapshotObject{Kind: e.Kind, Object: a}}}
@@ -148,6 +151,14 @@ func restoreObject(txn *memdb.Txn, so *fsmv1.SnapshotObject) error {
 		return allocateService(txn, svc)
 	}
 	return nil
+}
+
+// CheckSnapshot reads a whole snapshot stream and returns its applied index, or the
+// first problem with it. Raft panics when an FSM cannot restore a snapshot it was
+// handed, so a backup from outside is checked with this first.
+func CheckSnapshot(r io.Reader) (uint64, error) {
+	_, index, err := readSnapshot(r)
+	return index, err
 }
 
 // SnapshotIndex reads the applied index from the header of a snapshot stream.

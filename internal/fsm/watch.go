@@ -97,7 +97,7 @@ func (b *Broadcaster) subscribe(fromRV uint64, filter Filter) (*Watcher, error) 
 	n := uint64(len(b.ring))
 	count := int(b.next - b.first)
 	i := sort.Search(count, func(i int) bool { return b.ring[(b.first+uint64(i))%n].RV > fromRV })
-	return &Watcher{b: b, cursor: b.first + uint64(i), epoch: b.epoch, filter: filter}, nil
+	return &Watcher{b: b, cursor: b.first + uint64(i), epoch: b.epoch, after: fromRV, filter: filter}, nil
 }
 
 // Watcher reads changes in order from a Broadcaster. It is used by one goroutine.
@@ -105,6 +105,10 @@ type Watcher struct {
 	b      *Broadcaster
 	cursor uint64
 	epoch  uint64
+	// after is the resourceVersion the watch started from. A peer may be asked for
+	// a watch from a version it has not applied yet; events at or below it are
+	// skipped when they arrive.
+	after  uint64
 	filter Filter
 }
 
@@ -127,6 +131,9 @@ func (w *Watcher) Next(ctx context.Context) (Event, error) {
 			ev := b.ring[w.cursor%uint64(len(b.ring))]
 			w.cursor++
 			b.mu.Unlock()
+			if ev.RV <= w.after {
+				continue
+			}
 			if w.filter == nil {
 				return ev, nil
 			}

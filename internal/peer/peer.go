@@ -451,7 +451,7 @@ func (p *Peer) RestoreBackup(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("open backup: %w", err)
 	}
-	index, err := fsm.SnapshotIndex(f)
+	index, err := fsm.CheckSnapshot(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("read backup %s: %w", path, err)
@@ -464,11 +464,15 @@ func (p *Peer) RestoreBackup(ctx context.Context, path string) error {
 		return fmt.Errorf("open backup: %w", err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat backup: %w", err)
+	}
 	servers, err := p.Servers()
 	if err != nil {
 		return err
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: index, Term: p.raft.CurrentTerm(),
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: index, Term: p.raft.CurrentTerm(), Size: info.Size(),
 		Configuration: raft.Configuration{Servers: servers}, ConfigurationIndex: 1}
 	if err := p.raft.Restore(meta, f, p.cfg.ApplyTimeout); err != nil {
 		return fmt.Errorf("restore backup: %w", translate(err))
