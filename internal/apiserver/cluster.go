@@ -93,10 +93,13 @@ func (c *clusterServer) AddVoter(ctx context.Context, req *clusterv1.AddVoterReq
 	}
 	if !c.s.peer.IsLeader() {
 		resp := &clusterv1.MembersResponse{}
-		if err := c.s.forward(ctx, clusterv1.Cluster_AddVoter_FullMethodName, req, resp); err != nil {
-			return nil, err
+		err := c.s.forward(ctx, clusterv1.Cluster_AddVoter_FullMethodName, req, resp)
+		if !errors.Is(err, errSelfLeader) {
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
 		}
-		return resp, nil
 	}
 	m := fsm.Member{ID: req.GetId(), RaftAddress: req.GetRaftAddress(), GRPCAddress: req.GetGrpcAddress(), HTTPAddress: req.GetHttpAddress()}
 	if _, _, err := c.s.peer.Propose(ctx, setMember(m)); err != nil {
@@ -115,10 +118,13 @@ func (c *clusterServer) RemovePeer(ctx context.Context, req *clusterv1.RemovePee
 	}
 	if !c.s.peer.IsLeader() {
 		resp := &clusterv1.MembersResponse{}
-		if err := c.s.forward(ctx, clusterv1.Cluster_RemovePeer_FullMethodName, req, resp); err != nil {
-			return nil, err
+		err := c.s.forward(ctx, clusterv1.Cluster_RemovePeer_FullMethodName, req, resp)
+		if !errors.Is(err, errSelfLeader) {
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
 		}
-		return resp, nil
 	}
 	servers, err := c.s.peer.Servers()
 	if err != nil {
@@ -148,10 +154,13 @@ func (c *clusterServer) RemovePeer(ctx context.Context, req *clusterv1.RemovePee
 func (c *clusterServer) TransferLeadership(ctx context.Context, req *clusterv1.TransferLeadershipRequest) (*clusterv1.TransferLeadershipResponse, error) {
 	if !c.s.peer.IsLeader() {
 		resp := &clusterv1.TransferLeadershipResponse{}
-		if err := c.s.forward(ctx, clusterv1.Cluster_TransferLeadership_FullMethodName, req, resp); err != nil {
-			return nil, err
+		err := c.s.forward(ctx, clusterv1.Cluster_TransferLeadership_FullMethodName, req, resp)
+		if !errors.Is(err, errSelfLeader) {
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
 		}
-		return resp, nil
 	}
 	if req.GetId() == c.s.cfg.Self.ID {
 		return &clusterv1.TransferLeadershipResponse{Leader: req.GetId()}, nil

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -82,10 +83,13 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 	case "Create", "Update", "UpdateStatus", "Delete":
 		if !s.peer.IsLeader() {
 			resp := out.New().Interface()
-			if err := s.forward(ctx, full, req, resp); err != nil {
-				return nil, err
+			err := s.forward(ctx, full, req, resp)
+			if !errors.Is(err, errSelfLeader) {
+				if err != nil {
+					return nil, err
+				}
+				return resp, nil
 			}
-			return resp, nil
 		}
 	}
 	switch method {

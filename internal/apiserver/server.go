@@ -297,11 +297,18 @@ func unreachable(err error) bool {
 	return len(st.Details()) == 0
 }
 
+// errSelfLeader: while waiting for a leader, this peer became it; the caller
+// serves the request itself.
+var errSelfLeader = errors.New("this peer is the leader")
+
 // leaderConn returns a connection to the current leader, waiting up to LeaderWait
 // for an election to finish and the leader's address to be known.
 func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	deadline := time.Now().Add(s.cfg.LeaderWait)
 	for {
+		if s.peer.IsLeader() {
+			return nil, errSelfLeader
+		}
 		if id, ok := s.peer.Leader(); ok && id != s.cfg.Self.ID {
 			if m, ok := s.fsm.View().Member(id); ok && m.GRPCAddress != "" {
 				return s.conn(m.GRPCAddress)
@@ -373,22 +380,32 @@ func (s *Server) readBarrier(ctx context.Context, rv string) error {
 
 // readIndex asks the leader (itself, or over gRPC) for a read index.
 func (s *Server) readIndex(ctx context.Context) (uint64, error) {
-	if s.peer.IsLeader() {
-		idx, err := s.peer.ReadIndex(ctx)
-		if err == nil {
-			return idx, nil
+	for {
+		if s.peer.IsLeader() {
+			idx, err := s.peer.ReadIndex(ctx)
+			if err == nil {
+				return idx, nil
+			}
+			if !errors.Is(err, peer.ErrNotLeader) {
+				return 0, apiError(ReasonServiceUnavailable, "confirming leadership for a linearizable read: "+err.Error(), nil)
+			}
 		}
-		if !errors.Is(err, peer.ErrNotLeader) {
-			return 0, apiError(ReasonServiceUnavailable, "confirming leadership for a linearizable read: "+err.Error(), nil)
+		conn, err := s.leaderConn(ctx)
+		if errors.Is(err, errSelfLeader) {
+			select {
+			case <-ctx.Done():
+				return 0, apiError(ReasonTimeout, "waiting for a read index: "+ctx.Err().Error(), nil)
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
 		}
+		if err != nil {
+			return 0, err
+		}
+		resp, err := clusterv1.NewPeerClient(conn).ReadIndex(ctx, &clusterv1.ReadIndexRequest{})
+		if err != nil {
+			return 0, apiError(ReasonServiceUnavailable, "the leader could not serve a read index: "+err.Error(), nil)
+		}
+		return resp.GetIndex(), nil
 	}
-	conn, err := s.leaderConn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := clusterv1.NewPeerClient(conn).ReadIndex(ctx, &clusterv1.ReadIndexRequest{})
-	if err != nil {
-		return 0, apiError(ReasonServiceUnavailable, "the leader could not serve a read index: "+err.Error(), nil)
-	}
-	return resp.GetIndex(), nil
 }
