@@ -47,12 +47,36 @@ func (m k8sJSON) Marshal(v any) ([]byte, error) {
 	} else if b, err = m.JSONPb.Marshal(v); err != nil {
 		return nil, err
 	}
+	if pm, ok := v.(proto.Message); ok {
+		b = withEmptyItems(pm, b)
+	}
 	// protojson varies its whitespace on purpose; clients diffing output want it stable.
 	var out bytes.Buffer
 	if json.Compact(&out, b) != nil {
 		return b, nil
 	}
 	return out.Bytes(), nil
+}
+
+// withEmptyItems adds `"items":[]` to an empty list, which protojson leaves out but
+// Kubernetes clients expect.
+func withEmptyItems(m proto.Message, b []byte) []byte {
+	r := m.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName("items")
+	if fd == nil || !fd.IsList() || r.Get(fd).List().Len() > 0 {
+		return b
+	}
+	end := bytes.LastIndexByte(b, '}')
+	if end < 0 {
+		return b
+	}
+	sep := ","
+	if bytes.TrimSpace(b[:end])[len(bytes.TrimSpace(b[:end]))-1] == '{' {
+		sep = ""
+	}
+	out := append([]byte{}, b[:end]...)
+	out = append(out, sep+`"items":[]`...)
+	return append(out, b[end:]...)
 }
 
 func newMarshaler() k8sJSON {

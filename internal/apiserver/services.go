@@ -145,7 +145,8 @@ func validateService(obj, old fsm.Object) field.ErrorList {
 	}
 	if old != nil {
 		o := old.(*corev1.Service).GetSpec()
-		if o.GetClusterIP() != "" && s.GetType() != "ExternalName" && o.GetType() != "ExternalName" && s.GetClusterIP() != o.GetClusterIP() {
+		// An empty clusterIP on update keeps the allocated one (see allocateService).
+		if o.GetClusterIP() != "" && s.GetClusterIP() != "" && s.GetType() != "ExternalName" && o.GetType() != "ExternalName" && s.GetClusterIP() != o.GetClusterIP() {
 			errs = append(errs, field.Invalid(path.Child("clusterIP"), s.GetClusterIP(), "field is immutable"))
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rafter-dev/rafter/gen/openapiv2"
 	"github.com/rafter-dev/rafter/internal/apiserver"
 	"github.com/rafter-dev/rafter/internal/fsm"
 	"github.com/rafter-dev/rafter/internal/peer"
@@ -29,6 +32,7 @@ type Peer struct {
 	Raft      *peer.Peer
 	API       *apiserver.Server
 	GRPCAddr  string
+	HTTPAddr  string           // the REST gateway, health and metrics
 	Conn      *grpc.ClientConn // a client connection to this peer's API
 	transport *raft.InmemTransport
 	addr      raft.ServerAddress
@@ -96,6 +100,19 @@ func New(t testing.TB, n int) *Cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
+		handler, err := api.HTTPHandler(ctx, p.Conn, nil, openapiv2.JSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.HTTPAddr = hl.Addr().String()
+		hs := &http.Server{Handler: handler}
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); _ = hs.Serve(hl) }()
+		go func() { <-ctx.Done(); _ = hs.Close() }()
 	}
 	t.Cleanup(c.Close)
 	c.WaitFor(10*time.Second, "system namespaces", func() bool {
@@ -166,6 +183,27 @@ func (c *Cluster) Leader() int {
 		}
 	}
 	return -1
+}
+
+// Do sends one REST request to peer i and returns the status code, body and
+// headers; a transport error fails the test.
+func (c *Cluster) Do(i int, method, path, body string) (int, []byte, http.Header) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, "http://"+c.Peers[i].HTTPAddr+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp.StatusCode, b, resp.Header
 }
 
 // WaitFor polls cond every 10ms until it holds, failing the test after timeout.
