@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -389,5 +390,67 @@ func TestSnapshotsJoinAndRestore(t *testing.T) {
 	orv, _ := strconv.ParseUint(str(old, "metadata", "resourceVersion"), 10, 64)
 	if nrv <= orv {
 		t.Fatalf("resourceVersion after restore %d is not above the restored %d", nrv, orv)
+	}
+}
+
+// Membership: transfer leadership to a named peer, remove a peer, health, metrics,
+// and a clean exit on SIGTERM.
+func TestMembershipHealthAndShutdown(t *testing.T) {
+	c := newCluster(t, 3)
+	p1 := c.procs[0]
+	for _, path := range []string{"/healthz", "/readyz", "/livez"} {
+		if code, b, _ := c.do(p1, "GET", path, ""); code != 200 {
+			t.Fatalf("%s: %d %s", path, code, b)
+		}
+	}
+	code, metrics, _ := c.do(p1, "GET", "/metrics", "")
+	if code != 200 || !strings.Contains(string(metrics), "rafter_raft_applied_index") || !strings.Contains(string(metrics), "rafter_api_requests_total") {
+		t.Fatalf("/metrics: %d %.300s", code, metrics)
+	}
+	if code, b, _ := c.do(p1, "GET", "/openapi/v2", ""); code != 200 || !strings.Contains(string(b), "/api/v1/namespaces/{namespace}/pods") {
+		t.Fatalf("/openapi/v2: %d %.200s", code, b)
+	}
+
+	leader := c.leader()
+	var target *proc
+	for _, p := range c.procs {
+		if p != leader {
+			target = p
+			break
+		}
+	}
+	out := c.mustDo(p1, "POST", "/cluster/v1/leader", fmt.Sprintf(`{"id":%q}`, target.id), 200)
+	if out["leader"] != target.id {
+		t.Fatalf("transfer leadership: %v", out)
+	}
+	if got := c.leader(); got != target {
+		t.Fatalf("leader after transfer is %s, want %s", got.id, target.id)
+	}
+
+	var victim *proc
+	for _, p := range c.procs {
+		if p != target {
+			victim = p
+			break
+		}
+	}
+	out = c.mustDo(target, "DELETE", "/cluster/v1/members/"+victim.id, "", 200)
+	if ms, _ := out["members"].([]any); len(ms) != 2 {
+		t.Fatalf("members after removing %s: %v", victim.id, out)
+	}
+	if code, b, _ := c.do(target, "DELETE", "/cluster/v1/members/nobody", ""); code != 404 {
+		t.Fatalf("removing an unknown peer: %d %s", code, b)
+	}
+	// The two remaining peers still form a quorum.
+	c.mustDo(target, "POST", "/api/v1/namespaces/default/configmaps", cm("after-remove", "x"), http.StatusCreated)
+
+	_ = target.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-target.done:
+		if code := target.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit code after SIGTERM: %d\n%s", code, tail(target.log.String(), 20))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("peer did not exit within 15s of SIGTERM")
 	}
 }

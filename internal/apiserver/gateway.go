@@ -47,6 +47,13 @@ func (m k8sJSON) Marshal(v any) ([]byte, error) {
 	} else if b, err = m.JSONPb.Marshal(v); err != nil {
 		return nil, err
 	}
+	// Kubernetes clients refuse protojson's quoted int64s. On an error b is still
+	// valid protojson, only less like Kubernetes' JSON, so it is sent as it is.
+	if pm, ok := v.(proto.Message); ok {
+		if nb, err := int64AsNumbers(pm.ProtoReflect().Descriptor(), b); err == nil {
+			b = nb
+		}
+	}
 	if pm, ok := v.(proto.Message); ok {
 		b = withEmptyItems(pm, b)
 	}
