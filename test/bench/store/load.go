@@ -23,15 +23,21 @@ const opTimeout = 10 * time.Second
 // many goroutines at once (each worker calls it from its own goroutine).
 type writeFunc func(ctx context.Context, w, seq int) error
 
-// rafterWrites creates ConfigMaps of valueSize bytes of data in namespace default,
-// worker w talking to peer w%len(conns). prefix keeps names unique across steps.
-func rafterWrites(conns []*grpc.ClientConn, prefix string, value string) writeFunc {
+// peerFor spreads writes over the peers: write seq of worker w goes to peer
+// (w+seq)%n, so every worker meets leader and followers alike, as the official etcd
+// client's round-robin balancer does with several endpoints. Which peer happens to
+// lead then cannot decide a low-concurrency result.
+func peerFor(w, seq, n int) int { return (w + seq) % n }
+
+// rafterWrites creates ConfigMaps with one value of data in namespace default.
+// prefix keeps names unique across steps.
+func rafterWrites(conns []*grpc.ClientConn, prefix, value string) writeFunc {
 	clients := make([]corev1.ConfigMapsClient, len(conns))
 	for i, c := range conns {
 		clients[i] = corev1.NewConfigMapsClient(c)
 	}
 	return func(ctx context.Context, w, seq int) error {
-		_, err := clients[w%len(clients)].Create(ctx, &corev1.CreateConfigMapRequest{
+		_, err := clients[peerFor(w, seq, len(clients))].Create(ctx, &corev1.CreateConfigMapRequest{
 			Namespace: "default",
 			Body: &corev1.ConfigMap{
 				Metadata: &metav1.ObjectMeta{Name: fmt.Sprintf("%s-w%d-%d", prefix, w, seq)},
@@ -42,11 +48,10 @@ func rafterWrites(conns []*grpc.ClientConn, prefix string, value string) writeFu
 	}
 }
 
-// etcdWrites puts valueSize-byte values under unique keys, worker w talking to
-// member w%len(clis).
-func etcdWrites(clis []*clientv3.Client, prefix string, value string) writeFunc {
+// etcdWrites puts value under unique keys.
+func etcdWrites(clis []*clientv3.Client, prefix, value string) writeFunc {
 	return func(ctx context.Context, w, seq int) error {
-		_, err := clis[w%len(clis)].Put(ctx, fmt.Sprintf("/bench/%s/w%d/%d", prefix, w, seq), value)
+		_, err := clis[peerFor(w, seq, len(clis))].Put(ctx, fmt.Sprintf("/bench/%s/w%d/%d", prefix, w, seq), value)
 		return err
 	}
 }
@@ -93,8 +98,8 @@ type workerLog struct {
 // runStep runs n workers, each issuing writes back to back, for warmup+window. Only
 // writes that complete inside the window after the warm-up are recorded. Workers
 // start no new write after the window ends; writes still in flight then are left to
-// finish and are not counted. It returns early (ctx.Err()) when ctx ends.
-// serverCPU is sampled when the window opens and when it closes.
+// finish and are not counted. serverCPU is sampled when the window opens and when
+// it closes. It returns early (ctx.Err()) when ctx ends.
 func runStep(ctx context.Context, n int, warmup, window time.Duration, write writeFunc, serverCPU func() time.Duration) (stepResult, error) {
 	begin := time.Now()
 	measureFrom, end := begin.Add(warmup), begin.Add(warmup+window)
@@ -117,8 +122,8 @@ func runStep(ctx context.Context, n int, warmup, window time.Duration, write wri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			log := &logs[w]
-			log.lat = make([]time.Duration, 0, 1024)
+			rec := &logs[w]
+			rec.lat = make([]time.Duration, 0, 1024)
 			for seq := 0; ; seq++ {
 				start := time.Now()
 				if !start.Before(end) || ctx.Err() != nil {
@@ -132,13 +137,13 @@ func runStep(ctx context.Context, n int, warmup, window time.Duration, write wri
 					continue
 				}
 				if err != nil {
-					log.errors++
-					if log.firstErr == nil {
-						log.firstErr = fmt.Errorf("worker %d write %d: %w", w, seq, err)
+					rec.errors++
+					if rec.firstErr == nil {
+						rec.firstErr = fmt.Errorf("worker %d write %d: %w", w, seq, err)
 					}
 					continue
 				}
-				log.lat = append(log.lat, done.Sub(start))
+				rec.lat = append(rec.lat, done.Sub(start))
 			}
 		}()
 	}

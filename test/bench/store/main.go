@@ -108,7 +108,7 @@ type system struct {
 	cpu   func() time.Duration // CPU time used by the system's processes so far
 }
 
-// row is one system's result at one concurrency.
+// row is both systems' results at one concurrency.
 type row struct {
 	concurrency int
 	results     map[string]stepResult // by system name
@@ -231,7 +231,7 @@ func printEnvironment(out io.Writer, o options, etcdVer, dir string) {
 	fmt.Fprintf(out, "data dirs:   %s (%s)\n", dir, fsType(dir))
 	fmt.Fprintf(out, "load avg:    %s at start (other work on this machine skews every figure)\n", loadAvg())
 	fmt.Fprintf(out, "workload:    %d-byte values, unique names; rafter = ConfigMaps.Create over gRPC, etcd = clientv3 Put;\n", o.valueSize)
-	fmt.Fprintf(out, "             worker i uses peer i%%3 (one connection per peer per system); %s warm-up, %s measured per step\n", o.warmup, o.duration)
+	fmt.Fprintf(out, "             write k of worker i goes to peer (i+k)%%3 over one connection per peer; %s warm-up, %s measured per step\n", o.warmup, o.duration)
 	fmt.Fprintln(out)
 }
 
