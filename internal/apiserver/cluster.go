@@ -87,19 +87,12 @@ func (s *Server) localStatus() *clusterv1.Member {
 }
 
 // AddVoter adds a peer as a voter and records its addresses.
-func (c *clusterServer) AddVoter(ctx context.Context, req *clusterv1.AddVoterRequest) (*clusterv1.MembersResponse, error) {
+func (c *clusterServer) AddVoter(ctx context.Context, req *clusterv1.AddVoterRequest) (_ *clusterv1.MembersResponse, err error) {
 	if req.GetId() == "" || req.GetRaftAddress() == "" {
 		return nil, badRequest("id and raftAddress are required")
 	}
-	if !c.s.peer.IsLeader() {
-		resp := &clusterv1.MembersResponse{}
-		err := c.s.forward(ctx, clusterv1.Cluster_AddVoter_FullMethodName, req, resp)
-		if !errors.Is(err, errSelfLeader) {
-			if err != nil {
-				return nil, err
-			}
-			return resp, nil
-		}
+	if resp := (&clusterv1.MembersResponse{}); c.s.forwardUnlessLeader(ctx, clusterv1.Cluster_AddVoter_FullMethodName, req, resp, &err) {
+		return resp, err
 	}
 	m := fsm.Member{ID: req.GetId(), RaftAddress: req.GetRaftAddress(), GRPCAddress: req.GetGrpcAddress(), HTTPAddress: req.GetHttpAddress()}
 	if _, _, err := c.s.peer.Propose(ctx, setMember(m)); err != nil {
@@ -112,19 +105,12 @@ func (c *clusterServer) AddVoter(ctx context.Context, req *clusterv1.AddVoterReq
 }
 
 // RemovePeer removes a peer from the configuration and forgets its addresses.
-func (c *clusterServer) RemovePeer(ctx context.Context, req *clusterv1.RemovePeerRequest) (*clusterv1.MembersResponse, error) {
+func (c *clusterServer) RemovePeer(ctx context.Context, req *clusterv1.RemovePeerRequest) (_ *clusterv1.MembersResponse, err error) {
 	if req.GetId() == "" {
 		return nil, badRequest("id is required")
 	}
-	if !c.s.peer.IsLeader() {
-		resp := &clusterv1.MembersResponse{}
-		err := c.s.forward(ctx, clusterv1.Cluster_RemovePeer_FullMethodName, req, resp)
-		if !errors.Is(err, errSelfLeader) {
-			if err != nil {
-				return nil, err
-			}
-			return resp, nil
-		}
+	if resp := (&clusterv1.MembersResponse{}); c.s.forwardUnlessLeader(ctx, clusterv1.Cluster_RemovePeer_FullMethodName, req, resp, &err) {
+		return resp, err
 	}
 	servers, err := c.s.peer.Servers()
 	if err != nil {
@@ -151,16 +137,9 @@ func (c *clusterServer) RemovePeer(ctx context.Context, req *clusterv1.RemovePee
 }
 
 // TransferLeadership hands leadership over and waits until a new leader is known.
-func (c *clusterServer) TransferLeadership(ctx context.Context, req *clusterv1.TransferLeadershipRequest) (*clusterv1.TransferLeadershipResponse, error) {
-	if !c.s.peer.IsLeader() {
-		resp := &clusterv1.TransferLeadershipResponse{}
-		err := c.s.forward(ctx, clusterv1.Cluster_TransferLeadership_FullMethodName, req, resp)
-		if !errors.Is(err, errSelfLeader) {
-			if err != nil {
-				return nil, err
-			}
-			return resp, nil
-		}
+func (c *clusterServer) TransferLeadership(ctx context.Context, req *clusterv1.TransferLeadershipRequest) (_ *clusterv1.TransferLeadershipResponse, err error) {
+	if resp := (&clusterv1.TransferLeadershipResponse{}); c.s.forwardUnlessLeader(ctx, clusterv1.Cluster_TransferLeadership_FullMethodName, req, resp, &err) {
+		return resp, err
 	}
 	if req.GetId() == c.s.cfg.Self.ID {
 		return &clusterv1.TransferLeadershipResponse{Leader: req.GetId()}, nil

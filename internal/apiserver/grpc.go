@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -81,15 +80,12 @@ func (s *Server) unaryHandler(k *kindInfo, md protoreflect.MethodDescriptor, in 
 func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string, req proto.Message, out protoreflect.MessageType) (proto.Message, error) {
 	switch method {
 	case "Create", "Update", "UpdateStatus", "Delete":
-		if !s.peer.IsLeader() {
-			resp := out.New().Interface()
-			err := s.forward(ctx, full, req, resp)
-			if !errors.Is(err, errSelfLeader) {
-				if err != nil {
-					return nil, err
-				}
-				return resp, nil
+		var err error
+		if resp := out.New().Interface(); s.forwardUnlessLeader(ctx, full, req, resp, &err) {
+			if err != nil {
+				return nil, err
 			}
+			return resp, nil
 		}
 	}
 	switch method {

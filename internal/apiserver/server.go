@@ -287,6 +287,21 @@ func (s *Server) forward(ctx context.Context, fullMethod string, req, resp any) 
 	}
 }
 
+// forwardUnlessLeader forwards a leader-only call when this peer is a follower. It
+// reports whether it did (the caller then returns resp and *err); false means this
+// peer is, or just became, the leader and must serve the call itself.
+func (s *Server) forwardUnlessLeader(ctx context.Context, fullMethod string, req, resp any, err *error) bool {
+	if s.peer.IsLeader() {
+		return false
+	}
+	ferr := s.forward(ctx, fullMethod, req, resp)
+	if errors.Is(ferr, errSelfLeader) {
+		return false
+	}
+	*err = ferr
+	return true
+}
+
 // unreachable reports a transport failure that happened before the server produced
 // any answer of its own (those always carry a Kubernetes Status).
 func unreachable(err error) bool {
