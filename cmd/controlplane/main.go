@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,7 +41,8 @@ type flags struct {
 	serviceCIDR, nodePorts, logLevel          string
 	snapshotThreshold, trailingLogs           uint64
 	heartbeat, election, snapshotInterval     time.Duration
-	watchWindow                               int
+	watchWindow, gcPercent                    int
+	memoryLimit                               int64
 	noSync                                    bool
 }
 
@@ -63,6 +65,8 @@ func main() {
 	fs.DurationVar(&f.heartbeat, "heartbeat-timeout", peer.DefaultConfig().HeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&f.election, "election-timeout", peer.DefaultConfig().ElectionTimeout, "Raft election timeout")
 	fs.IntVar(&f.watchWindow, "watch-window", fsm.DefaultConfig().WatchWindow, "changes kept for watches to resume from")
+	fs.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC); the store is long-lived, so collecting less often saves CPU")
+	fs.Int64Var(&f.memoryLimit, "memory-limit", 0, "soft memory limit in bytes for the Go runtime (0: none); the GC runs harder near it")
 	fs.BoolVar(&f.noSync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = fs.Parse(os.Args[1:])
@@ -79,6 +83,12 @@ func run(f flags) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("peer", f.id)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(f.gcPercent)
+	}
+	if f.memoryLimit > 0 {
+		debug.SetMemoryLimit(f.memoryLimit)
+	}
 	if f.id == "" || f.dataDir == "" {
 		return errors.New("--id and --data-dir are required")
 	}

@@ -78,7 +78,7 @@ func withEmptyItems(m proto.Message, b []byte) []byte {
 		return b
 	}
 	sep := ","
-	if bytes.TrimSpace(b[:end])[len(bytes.TrimSpace(b[:end]))-1] == '{' {
+	if head := bytes.TrimSpace(b[:end]); len(head) == 0 || head[len(head)-1] == '{' {
 		sep = ""
 	}
 	out := append([]byte{}, b[:end]...)

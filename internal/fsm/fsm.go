@@ -56,7 +56,7 @@ type FSM struct {
 }
 
 var (
-	_ raft.FSM                = (*FSM)(nil)
+	_ raft.BatchingFSM        = (*FSM)(nil)
 	_ raft.ConfigurationStore = (*FSM)(nil)
 )
 
@@ -84,28 +84,44 @@ type Result struct {
 	Err    error
 }
 
-// Apply applies one Raft log entry. Deterministic: it reads only the entry and the
-// current state. Errors are returned inside *Result, never panics.
+// Apply applies one Raft log entry. See ApplyBatch.
 func (f *FSM) Apply(l *raft.Log) interface{} {
-	if l.Type != raft.LogCommand {
-		f.advance(l.Index, nil, nil)
-		return &Result{}
-	}
-	var cmd fsmv1.Command
-	if err := proto.Unmarshal(l.Data, &cmd); err != nil {
-		f.advance(l.Index, nil, nil)
-		return &Result{Err: fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)}
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies consecutive committed entries in one memdb transaction,
+// publishing their watch events and advancing the applied index once. Raft calls it
+// with command and configuration entries. Deterministic: it reads only the entries
+// and the current state. Each command succeeds or fails on its own, checking
+// everything before it changes anything; errors are returned inside *Result.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	if len(logs) == 0 {
+		return out
 	}
 	txn := f.db.Txn(true)
 	var events []Event
-	res := f.applyCommand(txn, l.Index, &cmd, &events)
-	f.advance(l.Index, txn, events)
-	return &res
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			out[i] = &Result{}
+			continue
+		}
+		var cmd fsmv1.Command
+		if err := proto.Unmarshal(l.Data, &cmd); err != nil {
+			out[i] = &Result{Err: fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)}
+			continue
+		}
+		res := f.applyCommand(txn, l.Index, &cmd, &events)
+		out[i] = &res
+	}
+	f.advance(logs[len(logs)-1].Index, txn, events)
+	return out
 }
 
-// StoreConfiguration is called by raft for each configuration entry, in log order.
-// The FSM keeps no configuration; it only counts the entry as applied, so that every
-// entry a read may wait for advances the applied index.
+// StoreConfiguration is called by raft for a configuration entry when it does not
+// batch (ApplyBatch gets them otherwise). The FSM keeps no configuration; it only
+// counts the entry as applied, so that every entry a read may wait for advances the
+// applied index.
 func (f *FSM) StoreConfiguration(index uint64, _ raft.Configuration) {
 	f.advance(index, nil, nil)
 }

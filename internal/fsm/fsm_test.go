@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	fsmv1 "github.com/rafter-dev/rafter/gen/rafter/fsm/v1"
 	"github.com/rafter-dev/rafter/gen/rafter/kinds"
+	rbacv1 "github.com/rafter-dev/rafter/gen/rafter/rbac/v1"
 	"github.com/rafter-dev/rafter/internal/fsm"
 	"github.com/rafter-dev/rafter/internal/fsm/fsmtest"
 )
@@ -151,6 +153,7 @@ func TestApplyErrorsChangeNothing(t *testing.T) {
 		{name: "unregistered object type", cmd: badAny("ConfigMap", "type.googleapis.com/nope.v1.Nope", nil), want: fsm.ErrInvalidCommand},
 		{name: "undecodable entry", data: []byte{0xff, 0xff, 0xff}, want: fsm.ErrInvalidCommand},
 		{name: "empty command", cmd: &fsmv1.Command{}, want: fsm.ErrInvalidCommand},
+		{name: "put without object", cmd: &fsmv1.Command{Op: &fsmv1.Command_Put{Put: &fsmv1.Put{Kind: "ConfigMap", Create: true}}}, want: fsm.ErrInvalidCommand},
 		{name: "update missing", cmd: fsmtest.Update(fsmtest.ConfigMap("default", "missing", nil), ""), want: fsm.ErrNotFound},
 		{name: "update stale", cmd: fsmtest.Update(fsmtest.ConfigMap("default", "cfg", nil), "1"), want: fsm.ErrConflict},
 		{name: "delete missing", cmd: fsmtest.Delete("ConfigMap", "default", "missing"), want: fsm.ErrNotFound},
@@ -176,7 +179,9 @@ func TestApplyErrorsChangeNothing(t *testing.T) {
 			var res *fsm.Result
 			if c.data != nil {
 				out := f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: c.data})
-				res = out.(*fsm.Result)
+				if res, _ = out.(*fsm.Result); res == nil {
+					t.Fatalf("Apply returned %T, want *fsm.Result", out)
+				}
 			} else {
 				res = fsmtest.Apply(t, f, index, c.cmd)
 			}
@@ -488,7 +493,7 @@ func TestDeleteNamespaceDeletesContents(t *testing.T) {
 	want := []string{"Namespace//doomed", "ConfigMap/doomed/a", "ConfigMap/doomed/b", "Pod/doomed/p", "Service/doomed/s"}
 	var got []string
 	for range want {
-		ev := fsmtest.NextEvent(t, w)
+		ev := fsmtest.ReadyEvent(t, w)
 		if ev.Type != fsm.Deleted || ev.RV != index {
 			t.Errorf("event %s %s rv %d, want DELETED at %d", ev.Type, ev.Kind, ev.RV, index)
 		}
@@ -698,12 +703,41 @@ func TestBatch(t *testing.T) {
 		typ  fsm.EventType
 		name string
 	}{{fsm.Added, "a"}, {fsm.Added, "b"}, {fsm.Modified, "a"}} {
-		ev := fsmtest.NextEvent(t, w)
+		ev := fsmtest.ReadyEvent(t, w)
 		if ev.Type != want.typ || ev.Object.GetMetadata().GetName() != want.name || ev.RV != index {
 			t.Errorf("event %s %s rv %d, want %s %s rv %d", ev.Type, ev.Object.GetMetadata().GetName(), ev.RV, want.typ, want.name, index)
 		}
 	}
 	fsmtest.NoEvent(t, w)
+}
+
+// TestBatchSeesEarlierCommands checks that each command of a batch works on the
+// state its predecessors left, and that a watcher sees every step.
+func TestBatchSeesEarlierCommands(t *testing.T) {
+	f := withDefault(t)
+	fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.Service("default", "old", "10.96.0.10")))
+	w, err := f.Watch(f.Applied(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, _ := fsmtest.MustApply(t, f, fsmtest.Batch(
+		fsmtest.Create(fsmtest.Namespace("fresh")),
+		fsmtest.Create(fsmtest.ConfigMap("fresh", "cfg", nil)),
+		fsmtest.Delete("Service", "default", "old"),
+		fsmtest.Create(fsmtest.Service("fresh", "new", "10.96.0.10")),
+	))
+	want := []string{
+		fmt.Sprintf("%d ADDED Namespace//fresh", index),
+		fmt.Sprintf("%d ADDED ConfigMap/fresh/cfg", index),
+		fmt.Sprintf("%d DELETED Service/default/old", index),
+		fmt.Sprintf("%d ADDED Service/fresh/new", index),
+	}
+	if got := describe(drain(t, w)); !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if holder, _ := f.View().Allocated("clusterIP/10.96.0.10"); holder != "fresh/new" {
+		t.Errorf("clusterIP held by %q, want fresh/new", holder)
+	}
 }
 
 func TestEmptyBatch(t *testing.T) {
@@ -714,6 +748,53 @@ func TestEmptyBatch(t *testing.T) {
 	}
 	if f.Applied() != 5 {
 		t.Errorf("Applied() = %d, want 5", f.Applied())
+	}
+}
+
+// TestApplyBatchMatchesApply feeds the same entries to one FSM one at a time and to
+// another in raft batches (with a configuration entry and an index gap inside): the
+// results, the events and the final state must be the same.
+func TestApplyBatchMatchesApply(t *testing.T) {
+	var logs []*raft.Log
+	index := uint64(0)
+	for i, cmd := range scenario() {
+		index++
+		if i == 4 {
+			logs = append(logs, &raft.Log{Index: index, Type: raft.LogConfiguration})
+			index += 2 // entries the FSM never sees
+		}
+		logs = append(logs, fsmtest.Log(t, index, cmd))
+	}
+
+	one, batched := fsmtest.New(t), fsmtest.New(t)
+	w1, _ := one.Watch(0, nil)
+	w2, _ := batched.Watch(0, nil)
+	var want []interface{}
+	for _, l := range logs {
+		want = append(want, one.Apply(l))
+	}
+	var got []interface{}
+	for _, chunk := range [][]*raft.Log{logs[:1], logs[1:6], logs[6:6], logs[6:]} {
+		got = append(got, batched.ApplyBatch(chunk)...)
+		if len(chunk) > 0 && batched.Applied() != chunk[len(chunk)-1].Index {
+			t.Errorf("after a batch ending at %d: Applied() = %d", chunk[len(chunk)-1].Index, batched.Applied())
+		}
+	}
+
+	if len(got) != len(want) {
+		t.Fatalf("%d results, want %d", len(got), len(want))
+	}
+	for i := range want {
+		w, g := want[i].(*fsm.Result), got[i].(*fsm.Result)
+		if fmt.Sprint(w.Err) != fmt.Sprint(g.Err) || len(w.Batch) != len(g.Batch) || !proto.Equal(w.Object, g.Object) {
+			t.Errorf("entry %d: batched result %+v, want %+v", logs[i].Index, g, w)
+		}
+	}
+	if a, b := describe(drain(t, w1)), describe(drain(t, w2)); !slices.Equal(a, b) || len(a) == 0 {
+		t.Errorf("batched events %q, want %q", b, a)
+	}
+	if !bytes.Equal(saved(t, one.View()), saved(t, batched.View())) {
+		t.Error("batched and single applies end in different states")
 	}
 }
 
@@ -835,6 +916,9 @@ func TestViewGetList(t *testing.T) {
 		fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.ConfigMap(key[0], key[1], nil)))
 	}
 	fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.Pod("a", "x", "")))
+	// One kind name is a prefix of another.
+	fsmtest.MustApply(t, f, fsmtest.Create(&rbacv1.Role{Metadata: fsmtest.Meta("a", "r")}))
+	fsmtest.MustApply(t, f, fsmtest.Create(&rbacv1.RoleBinding{Metadata: fsmtest.Meta("a", "rb")}))
 	v := f.View()
 
 	names := func(kind, ns string, limit int) []string {
@@ -856,6 +940,8 @@ func TestViewGetList(t *testing.T) {
 		{"empty namespace", "ConfigMap", "c", 100, nil},
 		{"stops when fn returns false", "ConfigMap", "", 2, []string{"a/x", "a/z"}},
 		{"other kind", "Pod", "", 100, []string{"a/x"}},
+		{"kind that prefixes another", "Role", "", 100, []string{"a/r"}},
+		{"kind that prefixes another, in a namespace", "Role", "a", 100, []string{"a/r"}},
 		{"cluster-scoped", "Namespace", "", 100, []string{"/a", "/ab", "/b"}},
 		{"unknown kind", "Widget", "", 100, nil},
 	} {
@@ -1010,10 +1096,19 @@ func TestViewIsConsistent(t *testing.T) {
 	}
 }
 
+// guard returns a done channel for WaitApplied that closes after
+// fsmtest.EventTimeout, so a WaitApplied that never wakes fails the test instead of
+// hanging it.
+func guard(t *testing.T) <-chan struct{} {
+	ctx, cancel := context.WithTimeout(context.Background(), fsmtest.EventTimeout)
+	t.Cleanup(cancel)
+	return ctx.Done()
+}
+
 func TestWaitApplied(t *testing.T) {
 	t.Run("already applied", func(t *testing.T) {
 		f := withDefault(t)
-		if !f.WaitApplied(nil, f.Applied()) {
+		if !f.WaitApplied(guard(t), f.Applied()) {
 			t.Fatal("WaitApplied for an applied index returned false")
 		}
 	})
@@ -1025,8 +1120,9 @@ func TestWaitApplied(t *testing.T) {
 			applied uint64
 		}
 		got := make(chan outcome, 1)
+		done := guard(t)
 		go func() {
-			ok := f.WaitApplied(nil, target)
+			ok := f.WaitApplied(done, target)
 			got <- outcome{ok, f.Applied()}
 		}()
 		for range 3 {
@@ -1051,7 +1147,8 @@ func TestWaitApplied(t *testing.T) {
 	t.Run("configuration entries count", func(t *testing.T) {
 		f := withDefault(t)
 		got := make(chan bool, 1)
-		go func() { got <- f.WaitApplied(nil, 7) }()
+		done := guard(t)
+		go func() { got <- f.WaitApplied(done, 7) }()
 		f.StoreConfiguration(7, raft.Configuration{Servers: []raft.Server{{ID: "a", Address: "a:1"}}})
 		if !<-got {
 			t.Fatal("WaitApplied returned false")
@@ -1091,10 +1188,11 @@ func TestConcurrentReaders(t *testing.T) {
 			}
 		})
 	}
+	done := guard(t)
 	wg.Go(func() {
 		for i := uint64(1); i <= n; i += 7 {
-			if !f.WaitApplied(nil, base+i) {
-				t.Error("WaitApplied returned false with no done channel")
+			if !f.WaitApplied(done, base+i) {
+				t.Errorf("WaitApplied(%d) gave up", base+i)
 			}
 		}
 	})

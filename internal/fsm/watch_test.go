@@ -65,7 +65,7 @@ func TestWatchEvents(t *testing.T) {
 		{fsm.Modified, i2, updated.Object, created.Object, rv(i2)},
 		{fsm.Deleted, i3, deleted.Object, updated.Object, rv(i3)},
 	} {
-		ev := fsmtest.NextEvent(t, w)
+		ev := fsmtest.ReadyEvent(t, w)
 		if ev.Type != want.typ || ev.RV != want.rv || ev.Kind != "ConfigMap" {
 			t.Errorf("event %s %s rv %d, want %s ConfigMap rv %d", ev.Type, ev.Kind, ev.RV, want.typ, want.rv)
 		}
@@ -158,7 +158,7 @@ func TestWatchTooSlow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ev := fsmtest.NextEvent(t, w); ev.RV != 1 {
+			if ev := fsmtest.ReadyEvent(t, w); ev.RV != 1 {
 				t.Fatalf("first event rv %d, want 1", ev.RV)
 			}
 			for i := range c.behind {
@@ -348,7 +348,7 @@ func TestWatchGoneAfterRestore(t *testing.T) {
 		t.Fatalf("Watch from the restored index: %v", err)
 	}
 	index, _ := fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.ConfigMap("default", "after", nil)))
-	if ev := fsmtest.NextEvent(t, w); ev.RV != index || ev.Object.GetMetadata().GetName() != "after" {
+	if ev := fsmtest.ReadyEvent(t, w); ev.RV != index || ev.Object.GetMetadata().GetName() != "after" {
 		t.Errorf("after restore: event %v", describe([]fsm.Event{ev}))
 	}
 }
@@ -539,7 +539,7 @@ func TestWatchNextContext(t *testing.T) {
 
 	// A cancelled Next loses nothing: the watcher carries on from where it was.
 	index, _ := fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.ConfigMap("default", "x", nil)))
-	if ev := fsmtest.NextEvent(t, w); ev.RV != index {
+	if ev := fsmtest.ReadyEvent(t, w); ev.RV != index {
 		t.Errorf("after cancellation: event at %d, want %d", ev.RV, index)
 	}
 }

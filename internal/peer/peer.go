@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
@@ -143,13 +144,23 @@ func (p *Peer) openStores(d *Deps, hl hclog.Logger) error {
 		}
 	}
 	if d.Logs == nil || d.Stable == nil {
-		bs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(p.cfg.DataDir, "raft.db"), NoSync: p.cfg.NoSync})
+		bs, err := raftboltdb.New(raftboltdb.Options{
+			Path: filepath.Join(p.cfg.DataDir, "raft.db"), NoSync: p.cfg.NoSync,
+			// The freelist is rebuilt on open instead of being written on every commit.
+			BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+		})
 		if err != nil {
 			return fmt.Errorf("open raft log: %w", err)
 		}
 		p.closers = append(p.closers, bs)
 		if d.Logs == nil {
-			d.Logs = bs
+			// Followers and the read-index lookback read recent entries from memory,
+			// not from bolt.
+			cached, err := raft.NewLogCache(4096, bs)
+			if err != nil {
+				return fmt.Errorf("raft log cache: %w", err)
+			}
+			d.Logs = cached
 		}
 		if d.Stable == nil {
 			d.Stable = bs

@@ -240,6 +240,21 @@ func NextEvent(t testing.TB, w *fsm.Watcher) fsm.Event {
 	return ev
 }
 
+// ReadyEvent returns the event w has ready now, failing the test on an error or when
+// there is none. Apply publishes its events before it returns, so a test that applies
+// on its own goroutine reads them with ReadyEvent and never waits.
+func ReadyEvent(t testing.TB, w *fsm.Watcher) fsm.Event {
+	t.Helper()
+	ev, err := Pending(w)
+	if errors.Is(err, context.Canceled) {
+		t.Fatal("watch: no event ready")
+	}
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	return ev
+}
+
 // Pending returns the event w would deliver right now without blocking, or the error
 // it would return; a watcher with nothing to deliver returns context.Canceled.
 func Pending(w *fsm.Watcher) (fsm.Event, error) {
