@@ -169,6 +169,14 @@ func (s *Server) watch(stream grpc.ServerStream, k *kindInfo, req *metav1.ListRe
 		if err != nil {
 			return badRequest("resourceVersion %q is not valid: must be a decimal Raft index", rv)
 		}
+		// Like Kubernetes, a version this peer has not reached is waited for briefly,
+		// then refused, rather than watched forever.
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+		err = s.peer.WaitApplied(wctx, n)
+		cancel()
+		if err != nil {
+			return apiError(ReasonTimeout, fmt.Sprintf("Too large resource version: %d, current: %d", n, s.fsm.Applied()), nil)
+		}
 		if w, err = s.fsm.Watch(n, filter); err != nil {
 			return statusFromStore(*k, "", fmt.Errorf("watch from %d: %w", n, err))
 		}

@@ -27,7 +27,7 @@ type Config struct {
 
 // DefaultConfig returns the settings a control-plane peer uses.
 func DefaultConfig() Config {
-	return Config{WatchWindow: 100_000, Logger: slog.Default()}
+	return Config{WatchWindow: 20_000, Logger: slog.Default()}
 }
 
 // Validate checks the settings.
@@ -78,6 +78,7 @@ func New(cfg Config) (*FSM, error) {
 
 // Result is what Apply returns for a command: the object as stored (Put), the object
 // as it was when deleted (Delete), one Result per command (Batch), or an error.
+// Object is the stored message itself, shared with readers: never modify it.
 type Result struct {
 	Object Object
 	Batch  []Result

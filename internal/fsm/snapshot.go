@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 
 	"github.com/hashicorp/go-memdb"
@@ -17,7 +19,8 @@ import (
 )
 
 // The snapshot format: a magic line, then length-delimited protobuf records — one
-// SnapshotHeader, then one SnapshotRecord per member and per object. The same format
+// SnapshotHeader, one SnapshotRecord per member and per object, and a trailer with a
+// CRC-32C of everything before it. The same format
 // is what `ctl snapshot save` downloads and `controlplane --restore` reads.
 const snapshotMagic = "rafter-snapshot-v1\n"
 
@@ -37,7 +40,9 @@ func (s *snapshot) Release() {}
 
 // Save writes the whole view in the snapshot format.
 func (v *View) Save(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
+	out := bufio.NewWriterSize(w, 256<<10)
+	sum := crc32.New(castagnoli)
+	bw := bufio.NewWriterSize(io.MultiWriter(out, sum), 64<<10)
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
@@ -49,10 +54,12 @@ func (v *View) Save(w io.Writer) error {
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		count++
 	}
-	if _, err := protodelim.MarshalTo(bw, &fsmv1.SnapshotHeader{AppliedIndex: v.Index, ObjectCount: count}); err != nil {
+	members := v.Members()
+	hdr := &fsmv1.SnapshotHeader{AppliedIndex: v.Index, ObjectCount: count, MemberCount: uint64(len(members))}
+	if _, err := protodelim.MarshalTo(bw, hdr); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
-	for _, m := range v.Members() {
+	for _, m := range members {
 		rec := &fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Member{Member: &fsmv1.Member{
 			Id: m.ID, RaftAddress: m.RaftAddress, GrpcAddress: m.GRPCAddress, HttpAddress: m.HTTPAddress,
 		}}}
@@ -80,12 +87,42 @@ func (v *View) Save(w io.Writer) error {
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
+	trailer := &fsmv1.SnapshotRecord{Record: &fsmv1.SnapshotRecord_Trailer{Trailer: &fsmv1.SnapshotTrailer{Crc32C: sum.Sum32()}}}
+	if _, err := protodelim.MarshalTo(out, trailer); err != nil {
+		return fmt.Errorf("write snapshot trailer: %w", err)
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
 	return nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// hashingReader feeds every byte its reader hands out into a CRC, so the checksum
+// before a record covers exactly the bytes consumed before it.
+type hashingReader struct {
+	r   *bufio.Reader
+	sum hash.Hash32
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.sum.Write(p[:n])
+	return n, err
+}
+
+func (h *hashingReader) ReadByte() (byte, error) {
+	b, err := h.r.ReadByte()
+	if err == nil {
+		h.sum.Write([]byte{b})
+	}
+	return b, err
 }
 
 // readSnapshot builds a fresh database from a snapshot stream.
 func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := &hashingReader{r: bufio.NewReaderSize(r, 256<<10), sum: crc32.New(castagnoli)}
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
 		return nil, 0, fmt.Errorf("not a rafter snapshot (bad magic)")
@@ -97,17 +134,27 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 	}
 	db := newDB()
 	txn := db.Txn(true)
-	var objects uint64
+	var objects, members uint64
+	sealed := false
 	for {
+		before := br.sum.Sum32()
 		var rec fsmv1.SnapshotRecord
 		err := opts.UnmarshalFrom(br, &rec)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("read record %d: %w", objects, err)
+			return nil, 0, fmt.Errorf("read record %d: %w", objects+members, err)
+		}
+		if sealed {
+			return nil, 0, fmt.Errorf("data after the snapshot trailer")
 		}
 		switch r := rec.Record.(type) {
+		case *fsmv1.SnapshotRecord_Trailer:
+			if r.Trailer.GetCrc32C() != before {
+				return nil, 0, fmt.Errorf("snapshot checksum mismatch: stored %08x, computed %08x", r.Trailer.GetCrc32C(), before)
+			}
+			sealed = true
 		case *fsmv1.SnapshotRecord_Member:
 			m := r.Member
 			if err := txn.Insert(tableMembers, &memberEntry{ID: m.GetId(), Member: Member{
@@ -115,6 +162,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 			}}); err != nil {
 				return nil, 0, fmt.Errorf("restore member %s: %w", m.GetId(), err)
 			}
+			members++
 		case *fsmv1.SnapshotRecord_Object:
 			if err := restoreObject(txn, r.Object); err != nil {
 				return nil, 0, err
@@ -124,8 +172,9 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 			return nil, 0, fmt.Errorf("unknown snapshot record %T", rec.Record)
 		}
 	}
-	if objects != hdr.GetObjectCount() {
-		return nil, 0, fmt.Errorf("snapshot truncated: %d of %d objects", objects, hdr.GetObjectCount())
+	if !sealed || objects != hdr.GetObjectCount() || members != hdr.GetMemberCount() {
+		return nil, 0, fmt.Errorf("snapshot truncated: %d of %d objects, %d of %d members, trailer present: %v",
+			objects, hdr.GetObjectCount(), members, hdr.GetMemberCount(), sealed)
 	}
 	txn.Commit()
 	return db, hdr.GetAppliedIndex(), nil

@@ -306,3 +306,27 @@ func TestRestoreEmpty(t *testing.T) {
 		t.Errorf("after restoring an empty snapshot: applied %d, state %q", f.Applied(), got)
 	}
 }
+
+// TestSnapshotChecksumCatchesBitFlips flips one byte inside a ConfigMap value — a
+// change that still decodes — and expects the CRC trailer to reject it.
+func TestSnapshotChecksumCatchesBitFlips(t *testing.T) {
+	f := fsmtest.New(t)
+	fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.Namespace("default")))
+	fsmtest.MustApply(t, f, fsmtest.Create(fsmtest.ConfigMap("default", "cm", map[string]string{"k": "value-to-corrupt"})))
+	data := fsmtest.Snapshot(t, f)
+	i := bytes.Index(data, []byte("value-to-corrupt"))
+	if i < 0 {
+		t.Fatal("value not found in snapshot bytes")
+	}
+	bad := bytes.Clone(data)
+	bad[i] = 'V'
+	if _, err := fsm.CheckSnapshot(bytes.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("CheckSnapshot of a corrupted snapshot: %v, want a checksum error", err)
+	}
+	if _, err := fsm.CheckSnapshot(bytes.NewReader(data)); err != nil {
+		t.Fatalf("CheckSnapshot of the intact snapshot: %v", err)
+	}
+	if _, err := fsm.CheckSnapshot(bytes.NewReader(append(bytes.Clone(data), data[len(snapshotMagic):]...))); err == nil {
+		t.Fatal("CheckSnapshot accepted records after the trailer")
+	}
+}

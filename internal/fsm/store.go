@@ -73,7 +73,6 @@ func newDB() *memdb.MemDB {
 			Name: tableObjects,
 			Indexes: map[string]*memdb.IndexSchema{
 				"id":        {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
-				"uid":       {Name: "uid", Unique: true, AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "UID"}},
 				"owner":     {Name: "owner", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Owners"}},
 				"node":      {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeName"}},
 				"namespace": {Name: "namespace", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Namespace"}},

@@ -569,6 +569,7 @@ type SnapshotHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppliedIndex  uint64                 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	ObjectCount   uint64                 `protobuf:"varint,2,opt,name=object_count,json=objectCount,proto3" json:"object_count,omitempty"`
+	MemberCount   uint64                 `protobuf:"varint,3,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,6 +618,13 @@ func (x *SnapshotHeader) GetObjectCount() uint64 {
 	return 0
 }
 
+func (x *SnapshotHeader) GetMemberCount() uint64 {
+	if x != nil {
+		return x.MemberCount
+	}
+	return 0
+}
+
 // SnapshotRecord is one length-delimited record after the header.
 type SnapshotRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -624,6 +632,7 @@ type SnapshotRecord struct {
 	//
 	//	*SnapshotRecord_Object
 	//	*SnapshotRecord_Member
+	//	*SnapshotRecord_Trailer
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -684,6 +693,15 @@ func (x *SnapshotRecord) GetMember() *Member {
 	return nil
 }
 
+func (x *SnapshotRecord) GetTrailer() *SnapshotTrailer {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Trailer); ok {
+			return x.Trailer
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -696,9 +714,61 @@ type SnapshotRecord_Member struct {
 	Member *Member `protobuf:"bytes,2,opt,name=member,proto3,oneof"`
 }
 
+type SnapshotRecord_Trailer struct {
+	Trailer *SnapshotTrailer `protobuf:"bytes,3,opt,name=trailer,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Object) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Trailer) isSnapshotRecord_Record() {}
+
+// SnapshotTrailer is the last record: a CRC-32C (Castagnoli) of every byte of the
+// stream before it, magic line included.
+type SnapshotTrailer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Crc32C        uint32                 `protobuf:"fixed32,1,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotTrailer) Reset() {
+	*x = SnapshotTrailer{}
+	mi := &file_rafter_fsm_v1_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotTrailer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotTrailer) ProtoMessage() {}
+
+func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
+	mi := &file_rafter_fsm_v1_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
+func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
+	return file_rafter_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SnapshotTrailer) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
 
 type SnapshotObject struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -710,7 +780,7 @@ type SnapshotObject struct {
 
 func (x *SnapshotObject) Reset() {
 	*x = SnapshotObject{}
-	mi := &file_rafter_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_rafter_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +792,7 @@ func (x *SnapshotObject) String() string {
 func (*SnapshotObject) ProtoMessage() {}
 
 func (x *SnapshotObject) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_rafter_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +805,7 @@ func (x *SnapshotObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotObject.ProtoReflect.Descriptor instead.
 func (*SnapshotObject) Descriptor() ([]byte, []int) {
-	return file_rafter_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_rafter_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SnapshotObject) GetKind() string {
@@ -788,14 +858,18 @@ const file_rafter_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06member\x18\x01 \x01(\v2\x15.rafter.fsm.v1.MemberR\x06member\"\x1e\n" +
 	"\fRemoveMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x06\n" +
-	"\x04Noop\"X\n" +
+	"\x04Noop\"{\n" +
 	"\x0eSnapshotHeader\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
-	"\fobject_count\x18\x02 \x01(\x04R\vobjectCount\"\x84\x01\n" +
+	"\fobject_count\x18\x02 \x01(\x04R\vobjectCount\x12!\n" +
+	"\fmember_count\x18\x03 \x01(\x04R\vmemberCount\"\xc0\x01\n" +
 	"\x0eSnapshotRecord\x127\n" +
 	"\x06object\x18\x01 \x01(\v2\x1d.rafter.fsm.v1.SnapshotObjectH\x00R\x06object\x12/\n" +
-	"\x06member\x18\x02 \x01(\v2\x15.rafter.fsm.v1.MemberH\x00R\x06memberB\b\n" +
-	"\x06record\"R\n" +
+	"\x06member\x18\x02 \x01(\v2\x15.rafter.fsm.v1.MemberH\x00R\x06member\x12:\n" +
+	"\atrailer\x18\x03 \x01(\v2\x1e.rafter.fsm.v1.SnapshotTrailerH\x00R\atrailerB\b\n" +
+	"\x06record\")\n" +
+	"\x0fSnapshotTrailer\x12\x16\n" +
+	"\x06crc32c\x18\x01 \x01(\aR\x06crc32c\"R\n" +
 	"\x0eSnapshotObject\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12,\n" +
 	"\x06object\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\x06objectB6Z4github.com/rafter-dev/rafter/gen/rafter/fsm/v1;fsmv1b\x06proto3"
@@ -812,20 +886,21 @@ func file_rafter_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 	return file_rafter_fsm_v1_fsm_proto_rawDescData
 }
 
-var file_rafter_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_rafter_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_rafter_fsm_v1_fsm_proto_goTypes = []any{
-	(*Command)(nil),        // 0: rafter.fsm.v1.Command
-	(*Put)(nil),            // 1: rafter.fsm.v1.Put
-	(*Delete)(nil),         // 2: rafter.fsm.v1.Delete
-	(*Batch)(nil),          // 3: rafter.fsm.v1.Batch
-	(*Member)(nil),         // 4: rafter.fsm.v1.Member
-	(*SetMember)(nil),      // 5: rafter.fsm.v1.SetMember
-	(*RemoveMember)(nil),   // 6: rafter.fsm.v1.RemoveMember
-	(*Noop)(nil),           // 7: rafter.fsm.v1.Noop
-	(*SnapshotHeader)(nil), // 8: rafter.fsm.v1.SnapshotHeader
-	(*SnapshotRecord)(nil), // 9: rafter.fsm.v1.SnapshotRecord
-	(*SnapshotObject)(nil), // 10: rafter.fsm.v1.SnapshotObject
-	(*anypb.Any)(nil),      // 11: google.protobuf.Any
+	(*Command)(nil),         // 0: rafter.fsm.v1.Command
+	(*Put)(nil),             // 1: rafter.fsm.v1.Put
+	(*Delete)(nil),          // 2: rafter.fsm.v1.Delete
+	(*Batch)(nil),           // 3: rafter.fsm.v1.Batch
+	(*Member)(nil),          // 4: rafter.fsm.v1.Member
+	(*SetMember)(nil),       // 5: rafter.fsm.v1.SetMember
+	(*RemoveMember)(nil),    // 6: rafter.fsm.v1.RemoveMember
+	(*Noop)(nil),            // 7: rafter.fsm.v1.Noop
+	(*SnapshotHeader)(nil),  // 8: rafter.fsm.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),  // 9: rafter.fsm.v1.SnapshotRecord
+	(*SnapshotTrailer)(nil), // 10: rafter.fsm.v1.SnapshotTrailer
+	(*SnapshotObject)(nil),  // 11: rafter.fsm.v1.SnapshotObject
+	(*anypb.Any)(nil),       // 12: google.protobuf.Any
 }
 var file_rafter_fsm_v1_fsm_proto_depIdxs = []int32{
 	1,  // 0: rafter.fsm.v1.Command.put:type_name -> rafter.fsm.v1.Put
@@ -834,17 +909,18 @@ var file_rafter_fsm_v1_fsm_proto_depIdxs = []int32{
 	5,  // 3: rafter.fsm.v1.Command.set_member:type_name -> rafter.fsm.v1.SetMember
 	6,  // 4: rafter.fsm.v1.Command.remove_member:type_name -> rafter.fsm.v1.RemoveMember
 	7,  // 5: rafter.fsm.v1.Command.noop:type_name -> rafter.fsm.v1.Noop
-	11, // 6: rafter.fsm.v1.Put.object:type_name -> google.protobuf.Any
+	12, // 6: rafter.fsm.v1.Put.object:type_name -> google.protobuf.Any
 	0,  // 7: rafter.fsm.v1.Batch.commands:type_name -> rafter.fsm.v1.Command
 	4,  // 8: rafter.fsm.v1.SetMember.member:type_name -> rafter.fsm.v1.Member
-	10, // 9: rafter.fsm.v1.SnapshotRecord.object:type_name -> rafter.fsm.v1.SnapshotObject
+	11, // 9: rafter.fsm.v1.SnapshotRecord.object:type_name -> rafter.fsm.v1.SnapshotObject
 	4,  // 10: rafter.fsm.v1.SnapshotRecord.member:type_name -> rafter.fsm.v1.Member
-	11, // 11: rafter.fsm.v1.SnapshotObject.object:type_name -> google.protobuf.Any
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 11: rafter.fsm.v1.SnapshotRecord.trailer:type_name -> rafter.fsm.v1.SnapshotTrailer
+	12, // 12: rafter.fsm.v1.SnapshotObject.object:type_name -> google.protobuf.Any
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_rafter_fsm_v1_fsm_proto_init() }
@@ -863,6 +939,7 @@ func file_rafter_fsm_v1_fsm_proto_init() {
 	file_rafter_fsm_v1_fsm_proto_msgTypes[9].OneofWrappers = []any{
 		(*SnapshotRecord_Object)(nil),
 		(*SnapshotRecord_Member)(nil),
+		(*SnapshotRecord_Trailer)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -870,7 +947,7 @@ func file_rafter_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rafter_fsm_v1_fsm_proto_rawDesc), len(file_rafter_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
