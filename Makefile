@@ -2,7 +2,8 @@
 # (buf and protoc plugins with `go install`); everything runs offline after that.
 
 GO       ?= go
-GOBIN    := $(shell $(GO) env GOPATH)/bin
+GOBIN    := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+export GOBIN
 export PATH := $(GOBIN):$(PATH)
 BIN      := bin
 RUN_DIR  := .run

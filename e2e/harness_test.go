@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ type proc struct {
 	dataDir                      string
 	args                         []string
 	cmd                          *exec.Cmd
-	log                          *bytes.Buffer
+	log                          *syncBuffer
 	done                         chan struct{}
 }
 
@@ -99,7 +100,7 @@ func (c *cluster) newProc(id string, extra ...string) *proc {
 
 func (c *cluster) start(p *proc) {
 	c.t.Helper()
-	p.log = &bytes.Buffer{}
+	p.log = &syncBuffer{}
 	p.cmd = exec.Command(controlplaneBin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -107,6 +108,24 @@ func (c *cluster) start(p *proc) {
 	}
 	p.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.done)
+}
+
+// syncBuffer is a bytes.Buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // kill9 kills a peer without warning.

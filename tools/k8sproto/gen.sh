@@ -7,12 +7,13 @@
 #  2. buf generate (proto/buf.gen.yaml) writes Go, gRPC, grpc-gateway and
 #     OpenAPI code for every proto under proto/api into gen/.
 #
-# Works offline: buf and the protoc plugins are local binaries in $(go env GOPATH)/bin.
+# Works offline: buf and the protoc plugins are local binaries in $(go env GOBIN), or $(go env GOPATH)/bin.
 # Operates on the tree this script lives in, so check.sh can run it on a copy.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export PATH="$(go env GOPATH)/bin:$PATH"
+gobin="$(go env GOBIN)"
+export PATH="${gobin:-$(go env GOPATH)/bin}:$PATH"
 
 cd "$root"
 go run ./tools/k8sproto -proto proto/api -kinds gen/rafter/kinds/kinds.go
