@@ -128,7 +128,6 @@ func (s *Server) create(ctx context.Context, k *kindInfo, req proto.Message) (pr
 	if err := checkTypeMeta(k, obj); err != nil {
 		return nil, err
 	}
-	obj.ProtoReflect()
 	md := obj.GetMetadata()
 	if md == nil {
 		md = &metav1.ObjectMeta{}
@@ -202,7 +201,7 @@ func (s *Server) put(ctx context.Context, k *kindInfo, obj fsm.Object, create bo
 	cmd := &fsmv1.Command{Op: &fsmv1.Command_Put{Put: &fsmv1.Put{
 		Kind: k.Kind.Kind, Object: a, Create: create, ExpectedResourceVersion: expectedRV,
 	}}}
-	_, res, err := s.propose(ctx, cmd)
+	_, res, err := s.peer.Propose(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +345,7 @@ func (s *Server) remove(ctx context.Context, k *kindInfo, req *metav1.DeleteRequ
 		}
 		return obj, nil
 	}
-	_, res, err := s.propose(ctx, &fsmv1.Command{Op: &fsmv1.Command_Delete{Delete: del}})
+	_, res, err := s.peer.Propose(ctx, &fsmv1.Command{Op: &fsmv1.Command_Delete{Delete: del}})
 	if err != nil {
 		return nil, statusFromStore(*k, req.GetName(), err)
 	}

@@ -238,11 +238,6 @@ func isReason(err error, reason string) bool {
 	return statusOf(err).GetReason() == reason
 }
 
-// propose replicates cmd on the leader and returns the FSM's result.
-func (s *Server) propose(ctx context.Context, cmd *fsmv1.Command) (uint64, *fsm.Result, error) {
-	return s.peer.Propose(ctx, cmd)
-}
-
 // forwardedKey marks a request a follower forwarded, so that it is never forwarded
 // twice (a stale leader answers Unavailable instead).
 const forwardedKey = "x-rafter-forwarded"
