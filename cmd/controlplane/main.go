@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -43,7 +44,7 @@ type flags struct {
 	heartbeat, election, snapshotInterval     time.Duration
 	watchWindow, gcPercent                    int
 	memoryLimit                               int64
-	noSync                                    bool
+	noSync, pprof                             bool
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	fs.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC); the store is long-lived, so collecting less often saves CPU")
 	fs.Int64Var(&f.memoryLimit, "memory-limit", 0, "soft memory limit in bytes for the Go runtime (0: none); the GC runs harder near it")
 	fs.BoolVar(&f.noSync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = fs.Parse(os.Args[1:])
 
@@ -171,6 +173,15 @@ func run(f flags) error {
 	handler, err := api.HTTPHandler(sigCtx, self, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), openapiv2.JSON)
 	if err != nil {
 		return err
+	}
+	if f.pprof {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/", handler)
+		handler = mux
 	}
 	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 

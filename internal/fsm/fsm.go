@@ -281,14 +281,20 @@ func applyDelete(txn *memdb.Txn, index uint64, del *fsmv1.Delete, events *[]Even
 		return nil, err
 	}
 	if k.Kind == "Namespace" {
-		// A namespace takes its contents with it, in the same entry.
-		it, err := txn.Get(tableObjects, "namespace", del.GetName())
-		if err != nil {
-			return nil, fmt.Errorf("list namespace %s: %w", del.GetName(), err)
-		}
+		// A namespace takes its contents with it, in the same entry. Scanning each
+		// namespaced kind's prefix keeps a namespace index off every write.
 		var contents []*entry
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			contents = append(contents, raw.(*entry))
+		for _, nk := range kinds.All {
+			if !nk.Namespaced {
+				continue
+			}
+			it, err := txn.Get(tableObjects, "id_prefix", kindPrefix(nk.Kind, del.GetName()))
+			if err != nil {
+				return nil, fmt.Errorf("list %s in namespace %s: %w", nk.Resource, del.GetName(), err)
+			}
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				contents = append(contents, raw.(*entry))
+			}
 		}
 		for _, e := range contents {
 			if _, err := removeEntry(txn, index, e, events); err != nil {

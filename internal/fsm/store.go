@@ -72,10 +72,9 @@ func newDB() *memdb.MemDB {
 		tableObjects: {
 			Name: tableObjects,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id":        {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
-				"owner":     {Name: "owner", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Owners"}},
-				"node":      {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeName"}},
-				"namespace": {Name: "namespace", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Namespace"}},
+				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+				"owner": {Name: "owner", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Owners"}},
+				"node":  {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeName"}},
 			},
 		},
 		tableAllocs: {

@@ -192,7 +192,7 @@ type rafterCluster struct {
 
 // startRafter starts three peers bootstrapped together, with data dirs under dir,
 // and waits until every peer accepts a ConfigMap create.
-func startRafter(ctx context.Context, bin, dir string) (*rafterCluster, error) {
+func startRafter(ctx context.Context, bin, dir string, extra []string) (*rafterCluster, error) {
 	ports, err := freePorts(9)
 	if err != nil {
 		return nil, err
@@ -206,9 +206,9 @@ func startRafter(ctx context.Context, bin, dir string) (*rafterCluster, error) {
 		id := fmt.Sprintf("p%d", i+1)
 		raftAddr, grpcAddr, httpAddr := loopback(ports[3*i]), loopback(ports[3*i+1]), loopback(ports[3*i+2])
 		data := filepath.Join(dir, "rafter-"+id)
-		p, err := startProc("rafter "+id, filepath.Join(dir, "rafter-"+id+".log"), bin,
-			"--id="+id, "--data-dir="+data, "--raft-addr="+raftAddr, "--grpc-addr="+grpcAddr,
-			"--http-addr="+httpAddr, "--bootstrap="+strings.Join(boot, ","), "--log-level=warn")
+		args := append([]string{"--id=" + id, "--data-dir=" + data, "--raft-addr=" + raftAddr, "--grpc-addr=" + grpcAddr,
+			"--http-addr=" + httpAddr, "--bootstrap=" + strings.Join(boot, ","), "--log-level=warn"}, extra...)
+		p, err := startProc("rafter "+id, filepath.Join(dir, "rafter-"+id+".log"), bin, args...)
 		if err != nil {
 			c.stop()
 			return nil, err

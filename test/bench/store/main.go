@@ -44,6 +44,7 @@ type options struct {
 	valueSize          int
 	workDir            string
 	keep               bool
+	rafterArgs         string
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	fs.IntVar(&o.valueSize, "value-size", 1024, "bytes of data per ConfigMap / etcd value")
 	fs.StringVar(&o.workDir, "work-dir", "", "where the temporary data dirs go (default: the system temp dir)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data dirs and process logs instead of deleting them")
+	fs.StringVar(&o.rafterArgs, "rafter-args", "", "extra controlplane flags, space-separated (e.g. --pprof)")
 	_ = fs.Parse(os.Args[1:])
 	var err error
 	if o.concurrency, err = parseConcurrency(conc); err != nil {
@@ -136,7 +138,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	printEnvironment(out, o, etcdVer, dir)
 
 	progress("starting 3 rafter peers")
-	rc, err := startRafter(ctx, o.controlplane, dir)
+	rc, err := startRafter(ctx, o.controlplane, dir, strings.Fields(o.rafterArgs))
 	if err != nil {
 		return err
 	}
