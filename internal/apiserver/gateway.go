@@ -95,7 +95,7 @@ func newMarshaler() k8sJSON {
 
 // writeStatus answers an HTTP request with a Kubernetes Status body.
 func writeStatus(w http.ResponseWriter, st *metav1.Status) {
-	body, err := protojson.Marshal(st)
+	body, err := newMarshaler().Marshal(st)
 	if err != nil {
 		body = []byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"internal error","code":500}`)
 	}
@@ -208,11 +208,17 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok: leader " + leader + "\n"))
 }
 
+// maxBodyBytes bounds a REST request body; Kubernetes objects are far smaller.
+const maxBodyBytes = 16 << 20
+
 // watchRewrite serves Kubernetes' `?watch=true` on collection paths by routing it to
 // the legacy /watch/ paths the Watch RPCs are bound to, and answers 410 Gone up front
 // when the requested resourceVersion is older than the watch history.
 func (s *Server) watchRewrite(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		}
 		q := r.URL.Query()
 		if r.Method == http.MethodGet && (q.Get("watch") == "true" || q.Get("watch") == "1") {
 			if p, ok := watchPath(r.URL.Path); ok {
