@@ -20,7 +20,7 @@ import (
 
 // The multi-process harness: real controlplane binaries on loopback ports.
 
-var controlplaneBin string
+var controlplaneBin, ctlBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rafter-e2e-bin")
@@ -29,10 +29,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	controlplaneBin = filepath.Join(dir, "controlplane")
-	build := exec.Command("go", "build", "-o", controlplaneBin, "../cmd/controlplane")
+	ctlBin = filepath.Join(dir, "ctl")
+	build := exec.Command("go", "build", "-o", dir, "../cmd/controlplane", "../cmd/ctl")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build controlplane:", err)
+		fmt.Fprintln(os.Stderr, "build controlplane and ctl:", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"slices"
 
 	appsv1 "github.com/rafter-dev/rafter/gen/rafter/apps/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
@@ -107,7 +108,7 @@ func init() {
 			}
 			return errs
 		},
-		supported: append(workloadSupported, "spec.strategy", "spec.paused", "spec.progressDeadlineSeconds"),
+		supported: slices.Concat(workloadSupported, []string{"spec.strategy", "spec.paused", "spec.progressDeadlineSeconds"}),
 	}
 	strategies["ReplicaSet"] = strategy{
 		name:          apivalidation.NameIsDNSSubdomain,
@@ -163,8 +164,8 @@ func init() {
 			}
 			return errs
 		},
-		supported: append(workloadSupported, "spec.serviceName", "spec.volumeClaimTemplates",
-			"spec.podManagementPolicy", "spec.updateStrategy"),
+		supported: slices.Concat(workloadSupported, []string{"spec.serviceName", "spec.volumeClaimTemplates",
+			"spec.podManagementPolicy", "spec.updateStrategy"}),
 	}
 	strategies["DaemonSet"] = strategy{
 		name:          apivalidation.NameIsDNSSubdomain,
@@ -187,7 +188,7 @@ func init() {
 			}
 		},
 		validate:  validateWorkload,
-		supported: append(workloadSupported, "spec.updateStrategy"),
+		supported: slices.Concat(workloadSupported, []string{"spec.updateStrategy"}),
 	}
 }
 
@@ -236,7 +237,14 @@ func validateWorkload(obj, old fsm.Object) field.ErrorList {
 		!sel.Matches(labels.Set(t.GetMetadata().GetLabels())) {
 		errs = append(errs, field.Invalid(tp.Child("metadata", "labels"), t.GetMetadata().GetLabels(), "`selector` does not match template `labels`"))
 	}
-	errs = append(errs, validatePodSpec(t.GetSpec(), tp.Child("spec"))...)
+	// A StatefulSet's containers mount its volumeClaimTemplates by name.
+	var claims []string
+	if sts, ok := obj.(*appsv1.StatefulSet); ok {
+		for _, c := range sts.GetSpec().GetVolumeClaimTemplates() {
+			claims = append(claims, c.GetMetadata().GetName())
+		}
+	}
+	errs = append(errs, validatePodSpec(t.GetSpec(), tp.Child("spec"), claims...)...)
 	if rp := t.GetSpec().GetRestartPolicy(); rp != "" && rp != "Always" {
 		errs = append(errs, field.NotSupported(tp.Child("spec", "restartPolicy"), rp, []string{"Always"}))
 	}

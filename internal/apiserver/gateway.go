@@ -18,6 +18,7 @@ import (
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	"github.com/rafter-dev/rafter/gen/rafter/kinds"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	"github.com/rafter-dev/rafter/internal/k8sjson"
 )
 
 // k8sJSON is protojson shaped like the Kubernetes API: stream messages are written
@@ -50,7 +51,7 @@ func (m k8sJSON) Marshal(v any) ([]byte, error) {
 	// Kubernetes clients refuse protojson's quoted int64s. On an error b is still
 	// valid protojson, only less like Kubernetes' JSON, so it is sent as it is.
 	if pm, ok := v.(proto.Message); ok {
-		if nb, err := int64AsNumbers(pm.ProtoReflect().Descriptor(), b); err == nil {
+		if nb, err := k8sjson.Int64AsNumbers(pm.ProtoReflect().Descriptor(), b); err == nil {
 			b = nb
 		}
 	}

@@ -177,7 +177,9 @@ var (
 
 // validatePodSpec checks a PodSpec the way the Kubernetes API server does for the
 // fields Rafter acts on.
-func validatePodSpec(s *corev1.PodSpec, path *field.Path) field.ErrorList {
+// extraVolumes are names containers may mount besides spec.volumes (a
+// StatefulSet's volumeClaimTemplates).
+func validatePodSpec(s *corev1.PodSpec, path *field.Path, extraVolumes ...string) field.ErrorList {
 	var errs field.ErrorList
 	if s == nil {
 		return field.ErrorList{field.Required(path, "")}
@@ -197,6 +199,7 @@ func validatePodSpec(s *corev1.PodSpec, path *field.Path) field.ErrorList {
 			errs = append(errs, field.Required(vp.Child("hostPath", "path"), ""))
 		}
 	}
+	volumes.Insert(extraVolumes...)
 	if len(s.Containers) == 0 {
 		errs = append(errs, field.Required(path.Child("containers"), "must have at least one container"))
 	}

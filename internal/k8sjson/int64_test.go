@@ -1,4 +1,4 @@
-package apiserver
+package k8sjson_test
 
 import (
 	"bytes"
@@ -28,6 +28,7 @@ import (
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	fsmv1 "github.com/rafter-dev/rafter/gen/rafter/fsm/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	"github.com/rafter-dev/rafter/internal/k8sjson"
 )
 
 func TestInt64AsNumbers(t *testing.T) {
@@ -303,32 +304,9 @@ func TestInt64AsNumbersRejects(t *testing.T) {
 		`[]`,
 	} {
 		t.Run(in, func(t *testing.T) {
-			out, err := int64AsNumbers(md, []byte(in))
-			if !errors.Is(err, errNotProtoJSON) {
-				t.Fatalf("got %s, %v; want errNotProtoJSON", out, err)
-			}
-		})
-	}
-}
-
-func TestInt64AsNumbersInGateway(t *testing.T) {
-	pod := benchPod()
-	m := newMarshaler()
-	for _, tc := range []struct {
-		name string
-		v    any
-	}{
-		{"unary", pod},
-		{"stream", map[string]any{"result": pod}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			out, err := m.Marshal(tc.v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkInt64AsNumbers(t, pod, out)
-			if got, _ := jsonAt(t, out, "spec/terminationGracePeriodSeconds"); got != "30" {
-				t.Errorf("terminationGracePeriodSeconds = %s, want 30", got)
+			out, err := k8sjson.Int64AsNumbers(md, []byte(in))
+			if !errors.Is(err, k8sjson.ErrNotProtoJSON) {
+				t.Fatalf("got %s, %v; want k8sjson.ErrNotProtoJSON", out, err)
 			}
 		})
 	}
@@ -345,7 +323,7 @@ func FuzzInt64AsNumbers(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"generation":"-1","labels":{"a":"1"}},"spec":{"overhead":{"x":{"a":["1"]}}}}`))
 	md := (&corev1.Pod{}).ProtoReflect().Descriptor()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := int64AsNumbers(md, in)
+		out, err := k8sjson.Int64AsNumbers(md, in)
 		if err == nil && json.Valid(in) && !json.Valid(out) {
 			t.Fatalf("valid %s became invalid %s", in, out)
 		}
@@ -358,9 +336,9 @@ func FuzzInt64AsNumbers(f *testing.F) {
 func checkInt64AsNumbers(t *testing.T, msg proto.Message, in []byte) []byte {
 	t.Helper()
 	md := msg.ProtoReflect().Descriptor()
-	out, err := int64AsNumbers(md, in)
+	out, err := k8sjson.Int64AsNumbers(md, in)
 	if err != nil {
-		t.Fatalf("int64AsNumbers: %v\n%s", err, in)
+		t.Fatalf("Int64AsNumbers: %v\n%s", err, in)
 	}
 	if !json.Valid(out) {
 		t.Fatalf("invalid JSON: %s", out)
@@ -389,7 +367,7 @@ func checkInt64AsNumbers(t *testing.T, msg proto.Message, in []byte) []byte {
 	return out
 }
 
-// numberize is the slow, obviously right int64AsNumbers: it turns the 64-bit integers
+// numberize is the slow, obviously right Int64AsNumbers: it turns the 64-bit integers
 // of v, protojson's output for md decoded with UseNumber, into json.Numbers.
 func numberize(t *testing.T, md protoreflect.MessageDescriptor, v any) any {
 	t.Helper()
@@ -698,11 +676,11 @@ func BenchmarkInt64AsNumbers(b *testing.B) {
 			}
 		}
 	})
-	b.Run("int64AsNumbers", func(b *testing.B) {
+	b.Run("Int64AsNumbers", func(b *testing.B) {
 		b.SetBytes(int64(len(in)))
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := int64AsNumbers(md, in); err != nil {
+			if _, err := k8sjson.Int64AsNumbers(md, in); err != nil {
 				b.Fatal(err)
 			}
 		}

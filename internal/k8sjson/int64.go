@@ -1,4 +1,7 @@
-package apiserver
+// Package k8sjson shapes protojson output like the JSON of the Kubernetes API, which
+// the REST gateway serves and ctl prints. It depends only on the protobuf runtime, so
+// control-plane packages and the CLI can both use it.
+package k8sjson
 
 import (
 	"bytes"
@@ -10,11 +13,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
-// errNotProtoJSON is returned by int64AsNumbers when its input is not protojson's
+// ErrNotProtoJSON is returned by Int64AsNumbers when its input is not protojson's
 // output for the message type it was given.
-var errNotProtoJSON = errors.New("not protojson of the message")
+var ErrNotProtoJSON = errors.New("not protojson of the message")
 
-// int64AsNumbers rewrites protojson output of a message of type md so that 64-bit
+// Int64AsNumbers rewrites protojson output of a message of type md so that 64-bit
 // integer fields are JSON numbers, as Kubernetes writes them. Field order and every
 // other byte of meaning are kept. in must be protojson's output for a message of md.
 //
@@ -27,10 +30,10 @@ var errNotProtoJSON = errors.New("not protojson of the message")
 // Empty and the other wrappers) are copied as they are, whatever they hold. The
 // output has no whitespace between tokens, so json.Compact leaves it unchanged.
 //
-// An error (wrapping errNotProtoJSON) means in did not have the shape md predicts,
+// An error (wrapping ErrNotProtoJSON) means in did not have the shape md predicts,
 // such as an unknown key or a 64-bit field that is not a decimal integer; the caller
 // should then use in as it is. It is safe for concurrent use.
-func int64AsNumbers(md protoreflect.MessageDescriptor, in []byte) ([]byte, error) {
+func Int64AsNumbers(md protoreflect.MessageDescriptor, in []byte) ([]byte, error) {
 	r := numRewriter{in: in, out: make([]byte, 0, len(in))}
 	if err := r.message(md); err != nil {
 		return nil, err
@@ -42,7 +45,7 @@ func int64AsNumbers(md protoreflect.MessageDescriptor, in []byte) ([]byte, error
 	return r.out, nil
 }
 
-// numRewriter is the state of one int64AsNumbers pass: in is read from pos on and
+// numRewriter is the state of one Int64AsNumbers pass: in is read from pos on and
 // out is appended to.
 type numRewriter struct {
 	in  []byte
@@ -51,7 +54,7 @@ type numRewriter struct {
 }
 
 func (r *numRewriter) errorf(format string, args ...any) error {
-	return fmt.Errorf("%w: offset %d: %s", errNotProtoJSON, r.pos, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: offset %d: %s", ErrNotProtoJSON, r.pos, fmt.Sprintf(format, args...))
 }
 
 func (r *numRewriter) space() {

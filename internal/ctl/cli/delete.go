@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rafter-dev/rafter/internal/ctl/client"
+	"github.com/rafter-dev/rafter/internal/ctl/manifest"
+	"github.com/rafter-dev/rafter/internal/ctl/printers"
+)
+
+func newDelete(e *env) *cobra.Command {
+	var (
+		files             []string
+		recursive, wait   bool
+		ignoreNotFound    bool
+		selector, cascade string
+	)
+	cmd := &cobra.Command{
+		Use:   "delete (-f FILE | KIND NAME... | KIND/NAME... | KIND -l SELECTOR)",
+		Short: "Delete objects by file, name or label selector",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			type located struct {
+				target
+				ns string
+			}
+			var targets []located
+			failed := false
+			switch {
+			case len(files) > 0:
+				objs, errs := manifest.Read(files, recursive, e.In)
+				for _, err := range errs {
+					failed = true
+					fmt.Fprintf(e.Err, "error: %v\n", err)
+				}
+				for _, o := range objs {
+					ns := e.nsFor(o.Kind, false)
+					if o.Kind.Namespaced && o.Namespace != "" {
+						ns = o.Namespace // each object in its own namespace
+					}
+					targets = append(targets, located{target{kind: o.Kind, name: o.Name}, ns})
+				}
+			case selector != "":
+				if len(args) != 1 {
+					return fmt.Errorf("with -l, give exactly one resource type")
+				}
+				ks, err := resolveKinds(args[0])
+				if err != nil {
+					return err
+				}
+				c, err := e.client()
+				if err != nil {
+					return err
+				}
+				for _, k := range ks {
+					ctx, cancel := e.ctx(cmd)
+					objs, _, err := c.List(ctx, k, e.nsFor(k, false), client.ListOptions{LabelSelector: selector})
+					cancel()
+					if err != nil {
+						return err
+					}
+					for _, o := range objs {
+						targets = append(targets, located{target{kind: k, name: o.(metaObject).GetMetadata().GetName()}, e.nsFor(k, false)})
+					}
+				}
+				if len(targets) == 0 {
+					fmt.Fprintln(e.Err, "No resources found")
+				}
+			default:
+				_, ts, err := parseTargets(args, false)
+				if err != nil {
+					return err
+				}
+				for _, t := range ts {
+					targets = append(targets, located{t, e.nsFor(t.kind, false)})
+				}
+			}
+			for _, t := range targets {
+				if err := e.deleteOne(cmd, t.target, t.ns, cascade, wait, ignoreNotFound); err != nil {
+					failed = true
+				}
+			}
+			if failed {
+				return errFailed
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&files, "filename", "f", nil, "delete the objects in these manifests")
+	f.BoolVarP(&recursive, "recursive", "R", false, "descend into subdirectories of -f directories")
+	f.StringVarP(&selector, "selector", "l", "", "delete every object of the type matching this label selector")
+	f.BoolVar(&wait, "wait", false, "wait until each object is gone")
+	f.BoolVar(&ignoreNotFound, "ignore-not-found", false, "treat a missing object as deleted")
+	f.StringVar(&cascade, "cascade", "background", "background, foreground or orphan")
+	return cmd
+}
+
+func (e *env) deleteOne(cmd *cobra.Command, t target, ns, cascade string, wait, ignoreNotFound bool) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.ctx(cmd)
+	defer cancel()
+	policy := map[string]string{"background": "Background", "foreground": "Foreground", "orphan": "Orphan"}[cascade]
+	if policy == "" {
+		return fmt.Errorf("invalid --cascade %q: background, foreground or orphan", cascade)
+	}
+	_, err = c.Delete(ctx, t.kind, ns, t.name, client.DeleteOptions{PropagationPolicy: policy})
+	if status.Code(err) == codes.NotFound && ignoreNotFound {
+		return nil
+	}
+	if err != nil {
+		fmt.Fprintf(e.Err, "Error from server (%s): %s\n", status.Code(err), message(err))
+		return err
+	}
+	fmt.Fprintf(e.Out, "%s deleted\n", printers.ResourceName(t.kind, t.name))
+	for wait {
+		_, err := c.Get(ctx, t.kind, ns, t.name, "")
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("timed out waiting for %s to be deleted", printers.ResourceName(t.kind, t.name))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}

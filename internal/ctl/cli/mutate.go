@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/rafter-dev/rafter/internal/ctl/printers"
+)
+
+// errNoChange, returned by an update's change function, skips the write.
+var errNoChange = errors.New("no change")
+
+// update reads t, lets change modify a copy, and writes it back with the read
+// resourceVersion as precondition, retrying on a conflict.
+func (e *env) update(cmd *cobra.Command, t target, change func(obj metaObject) error) (metaObject, error) {
+	c, err := e.client()
+	if err != nil {
+		return nil, err
+	}
+	ns := e.nsFor(t.kind, false)
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := e.ctx(cmd)
+		live, err := c.Get(ctx, t.kind, ns, t.name, "")
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		obj := proto.Clone(live).(metaObject)
+		if err := change(obj); err != nil {
+			cancel()
+			if errors.Is(err, errNoChange) {
+				return live.(metaObject), nil
+			}
+			return nil, err
+		}
+		stored, ws, err := c.Update(ctx, t.kind, ns, t.name, obj, false)
+		cancel()
+		e.warn(ws)
+		if status.Code(err) == codes.Aborted && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return stored.(metaObject), nil
+	}
+}
+
+func newLabel(e *env) *cobra.Command {
+	var overwrite bool
+	cmd := &cobra.Command{
+		Use:   "label KIND NAME KEY=VALUE... KEY-...",
+		Short: "Add, change or remove labels",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var objArgs, changes []string
+			for _, a := range args {
+				if strings.Contains(a, "=") || (strings.HasSuffix(a, "-") && !strings.Contains(a, "/")) {
+					changes = append(changes, a)
+				} else {
+					objArgs = append(objArgs, a)
+				}
+			}
+			if len(changes) == 0 {
+				return fmt.Errorf("at least one label update is required")
+			}
+			_, targets, err := parseTargets(objArgs, false)
+			if err != nil {
+				return err
+			}
+			for _, t := range targets {
+				_, err := e.update(cmd, t, func(obj metaObject) error {
+					md := obj.GetMetadata()
+					if md.Labels == nil {
+						md.Labels = map[string]string{}
+					}
+					for _, ch := range changes {
+						if key, ok := strings.CutSuffix(ch, "-"); ok && !strings.Contains(ch, "=") {
+							delete(md.Labels, key)
+							continue
+						}
+						k, v, _ := strings.Cut(ch, "=")
+						for _, msg := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
+							return fmt.Errorf("invalid label %q: %s", ch, msg)
+						}
+						if old, ok := md.Labels[k]; ok && old != v && !overwrite {
+							return fmt.Errorf("'%s' already has a value (%s), and --overwrite is false", k, old)
+						}
+						md.Labels[k] = v
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Out, "%s labeled\n", printers.ResourceName(t.kind, t.name))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "allow changing an existing label's value")
+	return cmd
+}
+
+func newScale(e *env) *cobra.Command {
+	var replicas int32
+	cmd := &cobra.Command{
+		Use:   "scale KIND NAME --replicas=N",
+		Short: "Set the number of replicas of a deployment, replica set or stateful set",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if replicas < 0 {
+				return fmt.Errorf("--replicas is required and must be >= 0")
+			}
+			_, targets, err := parseTargets(args, false)
+			if err != nil {
+				return err
+			}
+			for _, t := range targets {
+				switch t.kind.Kind {
+				case "Deployment", "ReplicaSet", "StatefulSet":
+				default:
+					return fmt.Errorf("%s cannot be scaled", t.kind.Resource)
+				}
+				_, err := e.update(cmd, t, func(obj metaObject) error {
+					m := obj.ProtoReflect()
+					spec := m.Mutable(m.Descriptor().Fields().ByName("spec")).Message()
+					spec.Set(spec.Descriptor().Fields().ByName("replicas"), protoreflect.ValueOfInt32(replicas))
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Out, "%s scaled\n", printers.ResourceName(t.kind, t.name))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int32Var(&replicas, "replicas", -1, "the new number of replicas")
+	return cmd
+}
+
+func newEdit(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "edit KIND NAME",
+		Short: "Edit an object in $EDITOR and save it back",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, targets, err := parseTargets(args, false)
+			if err != nil {
+				return err
+			}
+			for _, t := range targets {
+				unchanged := false
+				_, err := e.update(cmd, t, func(obj metaObject) error {
+					before, err := printers.YAML(obj)
+					if err != nil {
+						return err
+					}
+					after, err := editText(before)
+					if err != nil {
+						return err
+					}
+					if bytes.Equal(before, after) {
+						unchanged = true
+						return errNoChange
+					}
+					js, err := yaml.YAMLToJSONStrict(after)
+					if err != nil {
+						return fmt.Errorf("edited YAML: %w", err)
+					}
+					fresh := obj.ProtoReflect().New().Interface()
+					if err := protojson.Unmarshal(js, fresh); err != nil {
+						return fmt.Errorf("edited object: %w", err)
+					}
+					proto.Reset(obj)
+					proto.Merge(obj, fresh)
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				verb := "edited"
+				if unchanged {
+					verb = "unchanged (no changes)"
+				}
+				fmt.Fprintf(e.Out, "%s %s\n", printers.ResourceName(t.kind, t.name), verb)
+			}
+			return nil
+		},
+	}
+}
+
+// editText opens text in $EDITOR (or vi) and returns what was saved.
+func editText(text []byte) ([]byte, error) {
+	f, err := os.CreateTemp("", "ctl-edit-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(text); err != nil {
+		return nil, err
+	}
+	f.Close()
+	editor := os.Getenv("EDITOR")
+	if editor == "" {
+		editor = "vi"
+	}
+	parts := strings.Fields(editor)
+	c := exec.Command(parts[0], append(parts[1:], f.Name())...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := c.Run(); err != nil {
+		return nil, fmt.Errorf("editor %s: %w", editor, err)
+	}
+	return os.ReadFile(f.Name())
+}
