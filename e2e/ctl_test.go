@@ -202,3 +202,64 @@ func TestCtlGetWatch(t *testing.T) {
 	cancel()
 	_ = cmd.Wait()
 }
+
+// Must shows 2 and 3 of issue 3: manifests shaped like the Kubernetes
+// documentation's examples apply, then apply again unchanged; unsupported kinds and
+// bad documents are reported one line each, the rest still apply, nothing else
+// changes, and ctl exits non-zero.
+func TestCtlAppliesRealWorldManifests(t *testing.T) {
+	c := newCluster(t, 3)
+	good := "../internal/ctl/manifest/testdata/good/"
+	first, errOut, err := c.ctlRun("", "apply", "-f", good)
+	if err != nil || strings.Contains(errOut, "error") {
+		t.Fatalf("apply %s: %v\n%s\n%s", good, err, first, errOut)
+	}
+	for _, l := range lines(first) {
+		if !strings.HasSuffix(l, " created") {
+			t.Errorf("first apply: %q", l)
+		}
+	}
+	for _, l := range lines(c.ctl("apply", "-f", good)) {
+		if !strings.HasSuffix(l, " unchanged") {
+			t.Errorf("second apply: %q", l)
+		}
+	}
+
+	mixed := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: before}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: nightly}
+spec: {template: {spec: {containers: [{name: j, image: busybox}], restartPolicy: Never}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: typo}
+spec:
+  selector: {matchLabels: {app: typo}}
+  template:
+    metadata: {labels: {app: typo}}
+    spec: {containers: [{name: a, image: b, imagePullPolcy: Always}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: after}
+`
+	out, errOut, err := c.ctlRun(mixed, "apply", "-f", "-")
+	if err == nil {
+		t.Fatalf("apply with bad documents exited 0:\n%s\n%s", out, errOut)
+	}
+	for _, want := range []string{`kind "Job" (batch/v1) is not supported`, "Deployment", "spec.template.spec.containers[0].imagePullPolcy"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if !strings.Contains(out, "configmap/before created") || !strings.Contains(out, "configmap/after created") {
+		t.Errorf("good documents around the bad ones did not apply:\n%s", out)
+	}
+	if o, _, _ := c.ctlRun("", "get", "deployment", "typo"); strings.Contains(o, "typo") {
+		t.Errorf("the bad Deployment was created")
+	}
+}

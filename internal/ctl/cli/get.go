@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
@@ -37,7 +36,8 @@ func newGet(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := printers.Options{Output: output, NoHeaders: noHeaders, AllNamespaces: all, Now: e.now()}
+			opts := printers.Options{Output: output, NoHeaders: noHeaders, AllNamespaces: all, Now: e.now(),
+				WithKind: len(ks) > 1, List: len(targets) == 0}
 			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			if len(targets) > 0 {
@@ -123,10 +123,14 @@ func (e *env) watch(cmd *cobra.Command, k kinds.Kind, ns string, lo client.ListO
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(e.Out, 0, 8, 3, ' ', 0)
+	tw := printers.NewTableWriter(e.Out)
 	if header && (opts.Output == "" || opts.Output == "wide") && !opts.NoHeaders {
-		printRow(tw, printers.Header(k, opts))
+		tw.WriteRow(printers.Header(k, opts))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
+	opts.List = false
 	for {
 		ev, err := w.Next()
 		if errors.Is(err, io.EOF) || cmd.Context().Err() != nil {
@@ -138,22 +142,14 @@ func (e *env) watch(cmd *cobra.Command, k kinds.Kind, ns string, lo client.ListO
 		opts.Now = e.now()
 		switch opts.Output {
 		case "", "wide":
-			printRow(tw, printers.Row(k, ev.Object, opts))
+			tw.WriteRow(printers.Row(k, ev.Object, opts))
+			if err := tw.Flush(); err != nil {
+				return err
+			}
 		default:
 			if err := printers.Print(e.Out, k, []proto.Message{ev.Object}, opts); err != nil {
 				return err
 			}
 		}
 	}
-}
-
-func printRow(tw *tabwriter.Writer, cols []string) {
-	for i, c := range cols {
-		if i > 0 {
-			fmt.Fprint(tw, "\t")
-		}
-		fmt.Fprint(tw, c)
-	}
-	fmt.Fprintln(tw)
-	tw.Flush()
 }

@@ -3,6 +3,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -94,7 +95,9 @@ func Main(args []string) int {
 	root := NewRoot(Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", message(err))
+		if !errors.Is(err, errFailed) { // otherwise each failure was already reported
+			fmt.Fprintln(os.Stderr, "error:", message(err))
+		}
 		return 1
 	}
 	return 0
