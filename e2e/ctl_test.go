@@ -101,10 +101,29 @@ func TestCtlAppliesExamples(t *testing.T) {
 		}
 	}
 
-	// A changed manifest is configured; a removed field goes away.
+	// A changed manifest is configured.
 	changed := strings.Replace(c.ctl("get", "cm", "web-config", "-o", "yaml"), "5432", "5433", 1)
 	if out, errOut, err := c.ctlRun(changed, "apply", "-f", "-"); err != nil || !strings.Contains(out, "configured") {
 		t.Fatalf("apply of a changed configmap: %v %s %s", err, out, errOut)
+	}
+
+	// As with kubectl's last-applied logic: a key removed from the manifest goes away,
+	// a label someone else added stays.
+	v1 := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: merge}\ndata: {a: '1', b: '2'}\n"
+	if out, errOut, err := c.ctlRun(v1, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v %s %s", err, out, errOut)
+	}
+	c.ctl("label", "cm", "merge", "owner=ops")
+	v2 := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: merge}\ndata: {a: '1'}\n"
+	if out, errOut, err := c.ctlRun(v2, "apply", "-f", "-"); err != nil || !strings.Contains(out, "configured") {
+		t.Fatalf("apply without b: %v %s %s", err, out, errOut)
+	}
+	got := c.ctl("get", "cm", "merge", "-o", "json")
+	if strings.Contains(got, `"b":`) || !strings.Contains(got, `"owner": "ops"`) {
+		t.Fatalf("after removing b from the manifest:\n%s", got)
+	}
+	if out, _, _ := c.ctlRun(v2, "apply", "-f", "-"); !strings.Contains(out, "unchanged") {
+		t.Fatalf("re-apply: %s", out)
 	}
 }
 
@@ -261,5 +280,27 @@ metadata: {name: after}
 	}
 	if o, _, _ := c.ctlRun("", "get", "deployment", "typo"); strings.Contains(o, "typo") {
 		t.Errorf("the bad Deployment was created")
+	}
+}
+
+// ctl edit saves what $EDITOR wrote; completion scripts generate.
+func TestCtlEditAndCompletion(t *testing.T) {
+	c := newCluster(t, 3)
+	c.ctl("create", "configmap", "ed", "--from-literal=color=blue")
+	t.Setenv("EDITOR", "sed -i s/blue/green/")
+	if out := c.ctl("edit", "cm", "ed"); !strings.Contains(out, "configmap/ed edited") {
+		t.Fatalf("edit: %s", out)
+	}
+	if got := c.ctl("get", "cm", "ed", "-o", "yaml"); !strings.Contains(got, "color: green") {
+		t.Fatalf("after edit:\n%s", got)
+	}
+	t.Setenv("EDITOR", "true")
+	if out := c.ctl("edit", "cm", "ed"); !strings.Contains(out, "unchanged") {
+		t.Fatalf("edit without changes: %s", out)
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		if out := c.ctl("completion", shell); !strings.Contains(out, "ctl") || len(out) < 500 {
+			t.Fatalf("completion %s: %.200s", shell, out)
+		}
 	}
 }

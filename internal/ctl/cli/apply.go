@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
@@ -108,9 +110,15 @@ func (e *env) applyOne(cmd *cobra.Command, o manifest.Object, dryRun bool) (stri
 
 func (e *env) applyAttempt(ctx context.Context, o manifest.Object, ns string, obj metaObject, dryRun bool) (string, error) {
 	c, _ := e.client()
+	desired, err := withLastApplied(o, ns)
+	if err != nil {
+		return "", err
+	}
 	live, err := c.Get(ctx, o.Kind, ns, o.Name, "")
 	if status.Code(err) == codes.NotFound {
-		_, ws, err := c.Create(ctx, o.Kind, ns, obj, dryRun)
+		created := proto.Clone(obj).(metaObject)
+		setAnnotation(created, lastAppliedKey, string(desired))
+		_, ws, err := c.Create(ctx, o.Kind, ns, created, dryRun)
 		e.warn(ws)
 		if err != nil {
 			return "", err
@@ -120,7 +128,10 @@ func (e *env) applyAttempt(ctx context.Context, o manifest.Object, ns string, ob
 	if err != nil {
 		return "", err
 	}
-	body := proto.Clone(obj).(metaObject)
+	body, err := threeWayMerge(live.(metaObject), desired)
+	if err != nil {
+		return "", err
+	}
 	body.GetMetadata().ResourceVersion = ""
 	would, ws, err := c.Update(ctx, o.Kind, ns, o.Name, body, true)
 	if err != nil {
@@ -139,12 +150,116 @@ func (e *env) applyAttempt(ctx context.Context, o manifest.Object, ns string, ob
 	return "configured", nil
 }
 
+// lastAppliedKey is kubectl's annotation holding the manifest last applied.
+const lastAppliedKey = "kubectl.kubernetes.io/last-applied-configuration"
+
+// withLastApplied returns the manifest as JSON, with its namespace filled in and
+// without a last-applied annotation of its own (as in `get -o yaml` output).
+func withLastApplied(o manifest.Object, ns string) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(o.JSON, &m); err != nil {
+		return nil, fmt.Errorf("manifest JSON: %w", err)
+	}
+	md, _ := m["metadata"].(map[string]any)
+	if md == nil {
+		md = map[string]any{}
+		m["metadata"] = md
+	}
+	if ns != "" {
+		md["namespace"] = ns
+	}
+	if ann, ok := md["annotations"].(map[string]any); ok {
+		delete(ann, lastAppliedKey)
+		if len(ann) == 0 {
+			delete(md, "annotations")
+		}
+	}
+	// Server-set identity from `get -o yaml` output is not part of what the user applies.
+	for _, k := range []string{"uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"} {
+		delete(md, k)
+	}
+	delete(m, "status")
+	return json.Marshal(m)
+}
+
+func setAnnotation(obj metaObject, key, value string) {
+	md := obj.GetMetadata()
+	if md.Annotations == nil {
+		md.Annotations = map[string]string{}
+	}
+	md.Annotations[key] = value
+}
+
+// threeWayMerge computes what to store, as kubectl apply does: start from the live
+// object, drop the fields the previous manifest (the last-applied annotation) had
+// and the new one lacks, and lay the new manifest over the rest. Fields others set
+// (labels from ctl label, server defaults, status) survive; lists are replaced whole.
+func threeWayMerge(live metaObject, desired []byte) (metaObject, error) {
+	liveJSON, err := protojson.Marshal(live)
+	if err != nil {
+		return nil, err
+	}
+	var cur, next, prev map[string]any
+	if err := json.Unmarshal(liveJSON, &cur); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(desired, &next); err != nil {
+		return nil, err
+	}
+	if last := live.GetMetadata().GetAnnotations()[lastAppliedKey]; last != "" {
+		_ = json.Unmarshal([]byte(last), &prev) // a damaged annotation only loses deletions
+	}
+	merged := mergeMaps(cur, prev, next)
+	md, _ := merged["metadata"].(map[string]any)
+	ann, _ := md["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+		md["annotations"] = ann
+	}
+	ann[lastAppliedKey] = string(desired)
+	out, err := json.Marshal(merged)
+	if err != nil {
+		return nil, err
+	}
+	obj := live.ProtoReflect().New().Interface().(metaObject)
+	if err := protojson.Unmarshal(out, obj); err != nil {
+		return nil, fmt.Errorf("merge with the live object: %w", err)
+	}
+	return obj, nil
+}
+
+func mergeMaps(cur, prev, next map[string]any) map[string]any {
+	if cur == nil {
+		cur = map[string]any{}
+	}
+	for k := range prev {
+		if _, kept := next[k]; !kept {
+			delete(cur, k)
+		}
+	}
+	for k, nv := range next {
+		nm, nIsMap := nv.(map[string]any)
+		cm, cIsMap := cur[k].(map[string]any)
+		if nIsMap && cIsMap {
+			pm, _ := prev[k].(map[string]any)
+			cur[k] = mergeMaps(cm, pm, nm)
+			continue
+		}
+		cur[k] = nv
+	}
+	return cur
+}
+
 // sameStored compares what an update would store with the live object, ignoring
-// what only the store itself sets.
+// what only the store itself sets and the last-applied record.
 func sameStored(would, live proto.Message) bool {
 	a, b := proto.Clone(would).(metaObject), proto.Clone(live).(metaObject)
 	for _, m := range []*metav1.ObjectMeta{a.GetMetadata(), b.GetMetadata()} {
 		m.ResourceVersion, m.ManagedFields, m.Generation = "", nil, 0
+		delete(m.Annotations, lastAppliedKey)
+		if len(m.Annotations) == 0 {
+			m.Annotations = nil
+		}
 	}
 	return proto.Equal(a, b)
 }
