@@ -37,6 +37,7 @@ Try:
        -d '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{"k":"v"}}'
   curl -s http://127.0.0.1:8083/api/v1/namespaces/default/configmaps/a
   curl -sN 'http://127.0.0.1:8081/api/v1/namespaces/default/configmaps?watch=true'
+  bin/ctl apply -R -f examples/ && bin/ctl get all && bin/ctl cluster members
 Stop it with: make down
 MSG
 			return 0
