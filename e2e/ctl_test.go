@@ -153,6 +153,9 @@ func TestCtlWithAPeerDown(t *testing.T) {
 	if out := c.ctl("cluster", "members"); !strings.Contains(out, "Unreachable") || !strings.Contains(out, "Leader") {
 		t.Fatalf("cluster members with a dead peer:\n%s", out)
 	}
+	if out := c.ctl("cluster", "transfer-leader"); !strings.Contains(out, "leader is now") {
+		t.Fatalf("transfer-leader: %s", out)
+	}
 	snap := filepath.Join(t.TempDir(), "backup.snap")
 	c.ctl("snapshot", "save", snap)
 	if info, err := os.Stat(snap); err != nil || info.Size() == 0 {

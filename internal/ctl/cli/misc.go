@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -71,12 +72,15 @@ func newVersion(e *env) *cobra.Command {
 
 func newCluster(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Control-plane membership and leadership"}
-	cluster := func() (clusterv1.ClusterClient, error) {
+	// call runs fn with a Cluster client under the request timeout.
+	call := func(cmd *cobra.Command, fn func(context.Context, clusterv1.ClusterClient) error) error {
 		c, err := e.client()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return clusterv1.NewClusterClient(c.Conn), nil
+		ctx, cancel := e.ctx(cmd)
+		defer cancel()
+		return fn(ctx, clusterv1.NewClusterClient(c.Conn))
 	}
 	printMembers := func(ms []*clusterv1.Member) error {
 		tw := tabwriter.NewWriter(e.Out, 0, 8, 3, ' ', 0)
@@ -90,17 +94,13 @@ func newCluster(e *env) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "members", Short: "List the peers with their Raft state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cc, err := cluster()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			resp, err := cc.Members(ctx, &clusterv1.MembersRequest{})
-			if err != nil {
-				return err
-			}
-			return printMembers(resp.GetMembers())
+			return call(cmd, func(ctx context.Context, cc clusterv1.ClusterClient) error {
+				resp, err := cc.Members(ctx, &clusterv1.MembersRequest{})
+				if err != nil {
+					return err
+				}
+				return printMembers(resp.GetMembers())
+			})
 		},
 	})
 	var raftAddr, grpcAddr, httpAddr string
@@ -110,17 +110,13 @@ func newCluster(e *env) *cobra.Command {
 			if raftAddr == "" {
 				return errors.New("--raft-addr is required")
 			}
-			cc, err := cluster()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			resp, err := cc.AddVoter(ctx, &clusterv1.AddVoterRequest{Id: args[0], RaftAddress: raftAddr, GrpcAddress: grpcAddr, HttpAddress: httpAddr})
-			if err != nil {
-				return err
-			}
-			return printMembers(resp.GetMembers())
+			return call(cmd, func(ctx context.Context, cc clusterv1.ClusterClient) error {
+				resp, err := cc.AddVoter(ctx, &clusterv1.AddVoterRequest{Id: args[0], RaftAddress: raftAddr, GrpcAddress: grpcAddr, HttpAddress: httpAddr})
+				if err != nil {
+					return err
+				}
+				return printMembers(resp.GetMembers())
+			})
 		},
 	}
 	add.Flags().StringVar(&raftAddr, "raft-addr", "", "the new peer's Raft address")
@@ -130,39 +126,31 @@ func newCluster(e *env) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "remove-peer ID", Short: "Remove a peer from the cluster", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cc, err := cluster()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			resp, err := cc.RemovePeer(ctx, &clusterv1.RemovePeerRequest{Id: args[0]})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.Out, "peer %s removed\n", args[0])
-			return printMembers(resp.GetMembers())
+			return call(cmd, func(ctx context.Context, cc clusterv1.ClusterClient) error {
+				resp, err := cc.RemovePeer(ctx, &clusterv1.RemovePeerRequest{Id: args[0]})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Out, "peer %s removed\n", args[0])
+				return printMembers(resp.GetMembers())
+			})
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use: "transfer-leader [ID]", Short: "Hand leadership to a peer (any up-to-date voter without ID)", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cc, err := cluster()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			req := &clusterv1.TransferLeadershipRequest{}
-			if len(args) == 1 {
-				req.Id = args[0]
-			}
-			resp, err := cc.TransferLeadership(ctx, req)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.Out, "leader is now %s\n", resp.GetLeader())
-			return nil
+			return call(cmd, func(ctx context.Context, cc clusterv1.ClusterClient) error {
+				req := &clusterv1.TransferLeadershipRequest{}
+				if len(args) == 1 {
+					req.Id = args[0]
+				}
+				resp, err := cc.TransferLeadership(ctx, req)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.Out, "leader is now %s\n", resp.GetLeader())
+				return nil
+			})
 		},
 	})
 	return cmd
