@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -144,8 +146,17 @@ func (c *clusterServer) TransferLeadership(ctx context.Context, req *clusterv1.T
 	if req.GetId() == c.s.cfg.Self.ID {
 		return &clusterv1.TransferLeadershipResponse{Leader: req.GetId()}, nil
 	}
+	if req.GetId() != "" {
+		servers, err := c.s.peer.Servers()
+		if err != nil {
+			return nil, statusFromStore(kindInfo{}, "", err)
+		}
+		if !slices.ContainsFunc(servers, func(sv raft.Server) bool { return string(sv.ID) == req.GetId() }) {
+			return nil, apiError(ReasonNotFound, "no peer "+req.GetId()+" in the raft configuration", nil)
+		}
+	}
 	if err := c.s.peer.TransferLeadership(ctx, req.GetId()); err != nil {
-		return nil, apiError(ReasonServiceUnavailable, "transfer leadership: "+err.Error(), nil)
+		return nil, apiError(ReasonServiceUnavailable, err.Error(), nil)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {

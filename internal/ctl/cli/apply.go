@@ -56,7 +56,7 @@ A bad document is reported and the others still apply.`,
 				result, err := e.applyOne(cmd, o, dryRun)
 				if err != nil {
 					failed = true
-					fmt.Fprintf(e.Err, "error: %s: %s\n", describeSource(o), message(err))
+					fmt.Fprintf(e.Err, "%s (%s)\n", serverError(err), describeSource(o))
 					continue
 				}
 				suffix := ""

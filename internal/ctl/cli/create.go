@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -51,9 +52,19 @@ func newCreate(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			obj := &corev1.ConfigMap{Metadata: &metav1.ObjectMeta{Name: args[0]}, Data: map[string]string{}}
+			obj := &corev1.ConfigMap{Metadata: &metav1.ObjectMeta{Name: args[0]}}
 			for k, v := range data {
-				obj.Data[k] = string(v)
+				if utf8.Valid(v) {
+					if obj.Data == nil {
+						obj.Data = map[string]string{}
+					}
+					obj.Data[k] = string(v)
+					continue
+				}
+				if obj.BinaryData == nil { // not text: kept as bytes, as kubectl does
+					obj.BinaryData = map[string][]byte{}
+				}
+				obj.BinaryData[k] = v
 			}
 			return create(cmd, "ConfigMap", obj)
 		},

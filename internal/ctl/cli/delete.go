@@ -116,7 +116,7 @@ func (e *env) deleteOne(cmd *cobra.Command, t target, ns, cascade string, wait, 
 		return nil
 	}
 	if err != nil {
-		fmt.Fprintf(e.Err, "Error from server (%s): %s\n", status.Code(err), message(err))
+		fmt.Fprintln(e.Err, serverError(err))
 		return err
 	}
 	fmt.Fprintf(e.Out, "%s deleted\n", printers.ResourceName(t.kind, t.name))

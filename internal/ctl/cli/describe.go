@@ -84,7 +84,13 @@ func describe(w io.Writer, k kinds.Kind, obj proto.Message, events []proto.Messa
 	}
 	fmt.Fprintf(w, "Kind:         %s\n", k.Kind)
 	fmt.Fprintf(w, "Labels:       %s\n", keyValueLines(md.GetLabels(), "              "))
-	fmt.Fprintf(w, "Annotations:  %s\n", keyValueLines(md.GetAnnotations(), "              "))
+	ann := map[string]string{}
+	for k, v := range md.GetAnnotations() {
+		if k != lastAppliedKey { // kubectl leaves the applied manifest out too
+			ann[k] = v
+		}
+	}
+	fmt.Fprintf(w, "Annotations:  %s\n", keyValueLines(ann, "              "))
 	if ts := md.GetCreationTimestamp(); ts != nil {
 		fmt.Fprintf(w, "Created:      %s\n", ts.AsTime().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
 	}
@@ -96,6 +102,20 @@ func describe(w io.Writer, k kinds.Kind, obj proto.Message, events []proto.Messa
 	var fields map[string]any
 	if err := yaml.Unmarshal(b, &fields); err != nil {
 		return err
+	}
+	if sec, ok := obj.(*corev1.Secret); ok {
+		// Secret values are never shown, only their sizes, as kubectl does.
+		delete(fields, "data")
+		fmt.Fprintf(w, "Type:         %s\n\nData\n====\n", sec.GetType())
+		keys := make([]string, 0, len(sec.GetData()))
+		for k := range sec.GetData() {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s:  %d bytes\n", k, len(sec.GetData()[k]))
+		}
+		delete(fields, "type")
 	}
 	for _, section := range []string{"spec", "data", "stringData", "type", "rules", "roleRef", "subjects", "status"} {
 		v, ok := fields[section]

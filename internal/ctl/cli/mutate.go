@@ -82,6 +82,7 @@ func newLabel(e *env) *cobra.Command {
 				return err
 			}
 			for _, t := range targets {
+				changed := false
 				_, err := e.update(cmd, t, func(obj metaObject) error {
 					md := obj.GetMetadata()
 					if md.Labels == nil {
@@ -89,24 +90,43 @@ func newLabel(e *env) *cobra.Command {
 					}
 					for _, ch := range changes {
 						if key, ok := strings.CutSuffix(ch, "-"); ok && !strings.Contains(ch, "=") {
+							if _, had := md.Labels[key]; !had {
+								fmt.Fprintf(e.Out, "label %q not found.\n", key)
+								continue
+							}
 							delete(md.Labels, key)
+							changed = true
 							continue
 						}
 						k, v, _ := strings.Cut(ch, "=")
 						for _, msg := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
 							return fmt.Errorf("invalid label %q: %s", ch, msg)
 						}
-						if old, ok := md.Labels[k]; ok && old != v && !overwrite {
+						old, had := md.Labels[k]
+						if had && old != v && !overwrite {
 							return fmt.Errorf("'%s' already has a value (%s), and --overwrite is false", k, old)
 						}
-						md.Labels[k] = v
+						if !had || old != v {
+							md.Labels[k] = v
+							changed = true
+						}
+					}
+					if !changed {
+						return errNoChange
 					}
 					return nil
 				})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(e.Out, "%s labeled\n", printers.ResourceName(t.kind, t.name))
+				verb := "labeled"
+				switch {
+				case !changed:
+					verb = "not labeled"
+				case allRemovals(changes):
+					verb = "unlabeled"
+				}
+				fmt.Fprintf(e.Out, "%s %s\n", printers.ResourceName(t.kind, t.name), verb)
 			}
 			return nil
 		},
@@ -193,18 +213,28 @@ func newEdit(e *env) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				verb := "edited"
 				if unchanged {
-					verb = "unchanged (no changes)"
+					fmt.Fprintln(e.Out, "Edit cancelled, no changes made.")
+					continue
 				}
-				fmt.Fprintf(e.Out, "%s %s\n", printers.ResourceName(t.kind, t.name), verb)
+				fmt.Fprintf(e.Out, "%s edited\n", printers.ResourceName(t.kind, t.name))
 			}
 			return nil
 		},
 	}
 }
 
-// editText opens text in $EDITOR (or vi) and returns what was saved.
+// allRemovals reports whether every label change is a removal (KEY-).
+func allRemovals(changes []string) bool {
+	for _, c := range changes {
+		if !strings.HasSuffix(c, "-") || strings.Contains(c, "=") {
+			return false
+		}
+	}
+	return true
+}
+
+// editText opens text in $KUBE_EDITOR, $EDITOR or vi and returns what was saved.
 func editText(text []byte) ([]byte, error) {
 	f, err := os.CreateTemp("", "ctl-edit-*.yaml")
 	if err != nil {
@@ -215,7 +245,10 @@ func editText(text []byte) ([]byte, error) {
 		return nil, err
 	}
 	f.Close()
-	editor := os.Getenv("EDITOR")
+	editor := os.Getenv("KUBE_EDITOR")
+	if editor == "" {
+		editor = os.Getenv("EDITOR")
+	}
 	if editor == "" {
 		editor = "vi"
 	}

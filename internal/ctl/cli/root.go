@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 
 	"github.com/rafter-dev/rafter/internal/ctl/client"
 )
@@ -96,17 +98,39 @@ func Main(args []string) int {
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		if !errors.Is(err, errFailed) { // otherwise each failure was already reported
-			fmt.Fprintln(os.Stderr, "error:", message(err))
+			fmt.Fprintln(os.Stderr, serverError(err))
 		}
 		return 1
 	}
 	return 0
 }
 
-// message turns a gRPC error into the server's own message.
-func message(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return strings.TrimSpace(st.Message())
+// codeReasons names gRPC codes the way Kubernetes names status reasons.
+var codeReasons = map[codes.Code]string{
+	codes.NotFound: "NotFound", codes.AlreadyExists: "AlreadyExists", codes.Aborted: "Conflict",
+	codes.InvalidArgument: "BadRequest", codes.OutOfRange: "Expired", codes.PermissionDenied: "Forbidden",
+	codes.Unauthenticated: "Unauthorized", codes.DeadlineExceeded: "Timeout", codes.Internal: "InternalError",
+}
+
+// serverError formats an error the way kubectl does: `Error from server (NotFound):
+// pods "x" not found` for the API's answers, `Unable to connect to the server: ...`
+// when no peer answered, `error: ...` for everything else.
+func serverError(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return "error: " + err.Error()
 	}
-	return err.Error()
+	if st.Code() == codes.Unavailable && len(st.Details()) == 0 {
+		return "Unable to connect to the server: " + st.Message()
+	}
+	reason := codeReasons[st.Code()]
+	for _, d := range st.Details() {
+		if s, ok := d.(*metav1.Status); ok && s.GetReason() != "" {
+			reason = s.GetReason()
+		}
+	}
+	if reason == "" {
+		return "error: " + st.Message()
+	}
+	return fmt.Sprintf("Error from server (%s): %s", reason, st.Message())
 }
