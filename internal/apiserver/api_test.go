@@ -253,8 +253,8 @@ func TestWorkloadSelectorsValidationAndWarnings(t *testing.T) {
 			[]string{`"field":"spec.template.spec.containers[0].image"`}, nil},
 		{"bad quantity", "POST", deployPath, deployment("x6", `{"matchLabels":{"a":"b"}}`, `{"a":"b"}`, `,"resources":{"limits":{"cpu":"lots"}}`), 422,
 			[]string{`spec.template.spec.containers[0].resources.limits[cpu]`}, nil},
-		{"quantities as numbers and strings", "POST", deployPath, deployment("x7", `{"matchLabels":{"a":"b"}}`, `{"a":"b"}`, `,"resources":{"limits":{"cpu":1,"memory":"128Mi"},"requests":{"cpu":"500m"}}`), 201,
-			[]string{`"cpu":1`, `"memory":"128Mi"`, `"cpu":"500m"`}, nil},
+		{"quantities as numbers and strings", "POST", deployPath, deployment("x7", `{"matchLabels":{"a":"b"}}`, `{"a":"b"}`, `,"resources":{"limits":{"cpu":1.5,"memory":"128Mi","ephemeral-storage":1e9},"requests":{"cpu":"500m"}}`), 201,
+			[]string{`"cpu":"1500m"`, `"memory":"128Mi"`, `"cpu":"500m"`, `"ephemeral-storage":"1G"`}, nil},
 		{"bad maxSurge", "POST", deployPath, `{"metadata":{"name":"x8"},"spec":{"strategy":{"rollingUpdate":{"maxSurge":"lots"}},"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"a","image":"b"}]}}}}`, 422,
 			[]string{`spec.strategy.rollingUpdate.maxSurge`}, nil},
 	})

@@ -158,6 +158,7 @@ func (s *Server) create(ctx context.Context, k *kindInfo, req proto.Message) (pr
 	if st.defaults != nil {
 		st.defaults(obj)
 	}
+	canonicalQuantities(obj.ProtoReflect())
 	errs := validateMeta(*k, obj)
 	if st.validate != nil {
 		errs = append(errs, st.validate(obj, nil)...)
@@ -253,6 +254,7 @@ func (s *Server) update(ctx context.Context, k *kindInfo, req proto.Message, sta
 		if st.defaults != nil {
 			st.defaults(obj)
 		}
+		canonicalQuantities(obj.ProtoReflect())
 		errs := validateMeta(*k, obj)
 		errs = append(errs, validateMetaUpdate(obj, old)...)
 		if st.validate != nil {

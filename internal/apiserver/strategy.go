@@ -183,3 +183,36 @@ func validateIntOrPercent(v *structpb.Value, path *field.Path) field.ErrorList {
 func fieldName(m protoreflect.Message, name string) protoreflect.FieldDescriptor {
 	return m.Descriptor().Fields().ByJSONName(name)
 }
+
+// canonicalQuantities rewrites every quantity (the values of map<string, Value>
+// fields: resources, capacity, ...) into Kubernetes' canonical string form, as the
+// Kubernetes API server stores them: `cpu: 1.5` becomes "1500m", `memory: 1e9`
+// becomes "1G". Values that do not parse are left for validation to reject.
+func canonicalQuantities(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if md := fd.MapValue().Message(); md != nil && md.FullName() == "google.protobuf.Value" {
+				v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+					if q, err := quantity(mv.Message().Interface().(*structpb.Value)); err == nil {
+						v.Map().Set(k, protoreflect.ValueOfMessage(structpb.NewStringValue(q.String()).ProtoReflect()))
+					}
+					return true
+				})
+			} else if md != nil && !isWellKnown(md) {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					canonicalQuantities(mv.Message())
+					return true
+				})
+			}
+		case fd.Message() != nil && isWellKnown(fd.Message()):
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				canonicalQuantities(v.List().Get(i).Message())
+			}
+		case fd.Message() != nil:
+			canonicalQuantities(v.Message())
+		}
+		return true
+	})
+}
