@@ -307,6 +307,12 @@ func TestCtlEditAndCompletion(t *testing.T) {
 	if out := c.ctl("edit", "cm", "ed"); !strings.Contains(out, "Edit cancelled, no changes made.") {
 		t.Fatalf("edit without changes: %s", out)
 	}
+	if out := c.ctl("__complete", "get", ""); !strings.Contains(out, "pods\n") || !strings.Contains(out, "deployments\n") {
+		t.Fatalf("completion of resource types:\n%s", out)
+	}
+	if out := c.ctl("__complete", "get", "cm", ""); !strings.Contains(out, "ed\n") {
+		t.Fatalf("completion of configmap names:\n%s", out)
+	}
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		if out := c.ctl("completion", shell); !strings.Contains(out, "ctl") || len(out) < 500 {
 			t.Fatalf("completion %s: %.200s", shell, out)

@@ -119,6 +119,7 @@ func newGet(e *env) *cobra.Command {
 	f.BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
 	f.BoolVarP(&watch, "watch", "w", false, "after listing, print a line for every change")
 	f.BoolVar(&noHeaders, "no-headers", false, "leave out the table header")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"wide", "yaml", "json", "name"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

@@ -89,6 +89,15 @@ func NewRoot(s Streams) *cobra.Command {
 		newApply(e), newGet(e), newDescribe(e), newDelete(e), newCreate(e), newLabel(e),
 		newScale(e), newEdit(e), newAPIResources(e), newVersion(e), newCluster(e), newSnapshot(e),
 	)
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "get", "describe", "delete", "label", "scale", "edit":
+			c.ValidArgsFunction = e.completeObjects
+		}
+	}
+	_ = root.RegisterFlagCompletionFunc("namespace", func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		return e.completeObjects(cmd, []string{"namespaces"}, toComplete)
+	})
 	return root
 }
 
