@@ -18,7 +18,7 @@ type matcher func(fsm.Object) bool
 func newMatcher(k *kindInfo, labelSelector, fieldSelector string) (matcher, error) {
 	ls, err := labels.Parse(labelSelector)
 	if err != nil {
-		return nil, badRequest("unable to parse requirement: %v", err)
+		return nil, badRequest("%v", err)
 	}
 	fs, err := fields.ParseSelector(fieldSelector)
 	if err != nil {

@@ -24,7 +24,13 @@ func newAPIResources(e *env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			all := append([]kinds.Kind(nil), kinds.All...)
-			sort.Slice(all, func(i, j int) bool { return all[i].Resource < all[j].Resource })
+			// As kubectl: the core group first, then by group, then by name.
+			sort.Slice(all, func(i, j int) bool {
+				if all[i].Group != all[j].Group {
+					return all[i].Group < all[j].Group
+				}
+				return all[i].Resource < all[j].Resource
+			})
 			tw := tabwriter.NewWriter(e.Out, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSHORTNAMES\tAPIVERSION\tNAMESPACED\tKIND")
 			for _, k := range all {
