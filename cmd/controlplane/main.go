@@ -44,7 +44,7 @@ type flags struct {
 	heartbeat, election, snapshotInterval     time.Duration
 	watchWindow, gcPercent                    int
 	memoryLimit                               int64
-	noSync, pprof                             bool
+	noSync, pprof, staleReads, ackEarly       bool
 }
 
 func main() {
@@ -69,6 +69,8 @@ func main() {
 	fs.IntVar(&f.gcPercent, "gc-percent", 400, "Go GC target percentage (GOGC); the store is long-lived, so collecting less often saves CPU")
 	fs.Int64Var(&f.memoryLimit, "memory-limit", 0, "soft memory limit in bytes for the Go runtime (0: none); the GC runs harder near it")
 	fs.BoolVar(&f.noSync, "unsafe-no-fsync", false, "do not fsync the Raft log (benchmarks only)")
+	fs.BoolVar(&f.staleReads, "unsafe-stale-reads", false, "BROKEN ON PURPOSE, for checker tests: serve default reads without the read index")
+	fs.BoolVar(&f.ackEarly, "unsafe-ack-before-commit", false, "BROKEN ON PURPOSE, for checker tests: acknowledge writes before Raft commits them")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = fs.Parse(os.Args[1:])
@@ -133,6 +135,10 @@ func run(f flags) error {
 	acfg := apiserver.DefaultConfig()
 	acfg.Self = fsm.Member{ID: f.id, RaftAddress: f.raftAddr, GRPCAddress: f.grpcAddr, HTTPAddress: f.httpAddr}
 	acfg.Logger = logger
+	acfg.UnsafeStaleReads, acfg.UnsafeAckBeforeCommit = f.staleReads, f.ackEarly
+	if f.staleReads || f.ackEarly {
+		logger.Warn("running with deliberately broken guarantees", "unsafe-stale-reads", f.staleReads, "unsafe-ack-before-commit", f.ackEarly)
+	}
 	if acfg.ServiceCIDR, err = netip.ParsePrefix(f.serviceCIDR); err != nil {
 		return fmt.Errorf("--service-cidr: %w", err)
 	}

@@ -89,6 +89,14 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 		}
 	}
 	switch method {
+	case "Create", "Update", "UpdateStatus", "Delete":
+		// A new leader's state may lag what earlier leaders acknowledged until its
+		// first barrier; validating against it could answer NotFound wrongly.
+		if err := s.peer.LeaderReady(ctx); err != nil {
+			return nil, statusFromStore(*k, "", err)
+		}
+	}
+	switch method {
 	case "Create":
 		return s.create(ctx, k, req)
 	case "Update":

@@ -10,6 +10,7 @@ import (
 
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	"github.com/rafter-dev/rafter/internal/apiserver"
 	"github.com/rafter-dev/rafter/internal/testcluster"
 )
 
@@ -18,7 +19,31 @@ import (
 // leader refuses a default (linearizable) read instead of serving its stale value,
 // while a resourceVersion=0 read is still served from its local state.
 func TestPartitionedLeaderRefusesStaleReads(t *testing.T) {
-	c := testcluster.New(t, 3)
+	stale, err := partitionedLeaderRead(t, testcluster.New(t, 3), true)
+	if err == nil {
+		t.Fatalf("partitioned old leader served a linearizable read: %v", stale)
+	}
+	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+		t.Fatalf("partitioned old leader: got %v, want Unavailable or DeadlineExceeded", err)
+	}
+}
+
+// TestUnsafeStaleReadsServeStaleData is the negative control: with the read index
+// switched off, the same scenario does serve the overtaken value.
+func TestUnsafeStaleReadsServeStaleData(t *testing.T) {
+	c := testcluster.New(t, 3, func(c *apiserver.Config) { c.UnsafeStaleReads = true })
+	got, err := partitionedLeaderRead(t, c, false)
+	if err != nil || got["v"] != "1" {
+		t.Fatalf("with --unsafe-stale-reads the partitioned leader should serve v=1: %v %v", got, err)
+	}
+}
+
+// partitionedLeaderRead writes v=1 through the leader, partitions it away, has the
+// majority's new leader acknowledge v=2, and returns what a default read on the old
+// leader answers. It also checks the rest of the contract: local reads, healing and,
+// with checkMajority, linearizable reads on the majority.
+func partitionedLeaderRead(t *testing.T, c *testcluster.Cluster, checkMajority bool) (map[string]string, error) {
+	t.Helper()
 	ctx := context.Background()
 	old := c.Leader()
 	if old < 0 {
@@ -50,14 +75,8 @@ func TestPartitionedLeaderRefusesStaleReads(t *testing.T) {
 
 	rctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 	defer cancel()
-	got, err := cms(old).Get(rctx, &metav1.GetRequest{Namespace: "default", Name: "x"})
-	if err == nil {
-		t.Fatalf("partitioned old leader served a linearizable read: data %v at resourceVersion %s (newest acknowledged: %s)",
-			got.GetData(), got.GetMetadata().GetResourceVersion(), updated.GetMetadata().GetResourceVersion())
-	}
-	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
-		t.Fatalf("partitioned old leader: got %v, want Unavailable or DeadlineExceeded", err)
-	}
+	got, readErr := cms(old).Get(rctx, &metav1.GetRequest{Namespace: "default", Name: "x"})
+	_ = updated
 
 	stale, err := cms(old).Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "x", ResourceVersion: "0"})
 	if err != nil {
@@ -69,7 +88,7 @@ func TestPartitionedLeaderRefusesStaleReads(t *testing.T) {
 
 	// The majority serves the new value linearizably from any of its peers.
 	for i := range c.Peers {
-		if i == old {
+		if i == old || !checkMajority {
 			continue
 		}
 		got, err := cms(i).Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "x"})
@@ -83,8 +102,9 @@ func TestPartitionedLeaderRefusesStaleReads(t *testing.T) {
 		o, ok := c.Peers[old].FSM.View().Get("ConfigMap", "default", "x")
 		return ok && o.(*corev1.ConfigMap).GetData()["v"] == "2"
 	})
-	got, err = cms(old).Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "x"})
-	if err != nil || got.GetData()["v"] != "2" {
-		t.Fatalf("healed old leader: got %v, %v; want v=2", got.GetData(), err)
+	healed, err := cms(old).Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "x"})
+	if err != nil || healed.GetData()["v"] != "2" {
+		t.Fatalf("healed old leader: got %v, %v; want v=2", healed.GetData(), err)
 	}
+	return got.GetData(), readErr
 }

@@ -202,6 +202,11 @@ func (s *Server) put(ctx context.Context, k *kindInfo, obj fsm.Object, create bo
 	cmd := &fsmv1.Command{Op: &fsmv1.Command_Put{Put: &fsmv1.Put{
 		Kind: k.Kind.Kind, Object: a, Create: create, ExpectedResourceVersion: expectedRV,
 	}}}
+	if s.cfg.UnsafeAckBeforeCommit {
+		// Deliberately broken (see Config): answer before Raft has committed anything.
+		go func() { _, _, _ = s.peer.Propose(context.WithoutCancel(ctx), cmd) }()
+		return obj, nil
+	}
 	_, res, err := s.peer.Propose(ctx, cmd)
 	if err != nil {
 		return nil, err

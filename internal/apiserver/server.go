@@ -49,6 +49,11 @@ type Config struct {
 	LeaderWait time.Duration
 	// ReadTimeout bounds the read-index wait of a linearizable read.
 	ReadTimeout time.Duration
+	// UnsafeStaleReads serves default reads from local state without the read
+	// index, and UnsafeAckBeforeCommit acknowledges writes before Raft commits
+	// them. Both break the guarantees on purpose: they exist so the Jepsen-style
+	// suite can show its checkers catch stale reads and lost writes.
+	UnsafeStaleReads, UnsafeAckBeforeCommit bool
 	// DialOptions are used for connections to other peers.
 	DialOptions []grpc.DialOption
 	Clock       Clock
@@ -367,10 +372,10 @@ func (s *Server) readBarrier(ctx context.Context, rv string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
 	var index uint64
-	switch rv {
-	case "0":
+	switch {
+	case rv == "0", rv == "" && s.cfg.UnsafeStaleReads:
 		return nil
-	case "":
+	case rv == "":
 		var err error
 		if index, err = s.readIndex(ctx); err != nil {
 			return err

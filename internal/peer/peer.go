@@ -273,6 +273,16 @@ func (p *Peer) ensureBarrier(ctx context.Context, term uint64) error {
 	return nil
 }
 
+// LeaderReady blocks until this leader's FSM has applied every entry of earlier
+// terms (once per term; then it returns at once), so that what the leader reads
+// before proposing is not older than what previous leaders acknowledged.
+func (p *Peer) LeaderReady(ctx context.Context) error {
+	if p.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	return p.ensureBarrier(ctx, p.raft.CurrentTerm())
+}
+
 // Propose replicates cmd and returns its log index and the FSM's result. It fails with
 // ErrNotLeader on a follower. When ctx ends first the write may still be applied.
 func (p *Peer) Propose(ctx context.Context, cmd *fsmv1.Command) (uint64, *fsm.Result, error) {

@@ -49,8 +49,8 @@ type Cluster struct {
 }
 
 // New starts n bootstrapped peers and waits until one is leader and the system
-// namespaces exist.
-func New(t testing.TB, n int) *Cluster {
+// namespaces exist. Options adjust every peer's API server configuration.
+func New(t testing.TB, n int, options ...func(*apiserver.Config)) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{t: t, cancel: cancel, cut: map[[2]int]bool{}}
@@ -82,6 +82,9 @@ func New(t testing.TB, n int) *Cluster {
 		ac := apiserver.DefaultConfig()
 		ac.Self = fsm.Member{ID: p.ID, RaftAddress: string(p.addr), GRPCAddress: p.GRPCAddr}
 		ac.Logger, ac.LeaderWait, ac.ReadTimeout = logger, 2*time.Second, 2*time.Second
+		for _, o := range options {
+			o(&ac)
+		}
 		api, err := apiserver.New(ac, rp, f)
 		if err != nil {
 			t.Fatal(err)
