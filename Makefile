@@ -14,7 +14,7 @@ PROTOC_GEN_GO      := v1.36.12
 PROTOC_GEN_GO_GRPC := v1.6.2
 GRPC_GATEWAY       := v2.33.0
 
-.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store clean
+.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store jepsen clean
 
 all: build
 
@@ -54,6 +54,12 @@ run: build
 
 down:
 	@bash hack/run.sh stop
+
+# The Jepsen-style suite (root): peers in network namespaces, faults, checkers.
+# `make test` runs a short version (test/jepsen); this runs one long one.
+DURATION ?= 10m
+jepsen: build
+	$(GO) run ./test/jepsen/cmd/jepsen --controlplane=$(BIN)/controlplane --duration=$(DURATION) $(JEPSEN_FLAGS)
 
 bench: bench-store
 

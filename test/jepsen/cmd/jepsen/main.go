@@ -1,0 +1,52 @@
+// Command jepsen runs Rafter's Jepsen-style test once and prints its summary line.
+// It needs root (network namespaces and nftables).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rafter-dev/rafter/test/jepsen"
+)
+
+func main() {
+	cfg := jepsen.Config{}
+	var extra, only string
+	flag.StringVar(&cfg.Controlplane, "controlplane", "bin/controlplane", "controlplane binary")
+	flag.IntVar(&cfg.Peers, "peers", 3, "number of peers (3 or 5)")
+	flag.DurationVar(&cfg.Duration, "duration", 2*time.Minute, "how long clients and faults run")
+	flag.IntVar(&cfg.Clients, "clients", 10, "concurrent clients")
+	flag.IntVar(&cfg.Keys, "keys", 40, "keys (ConfigMaps) the clients share")
+	flag.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()), "random seed; a run is reproducible from it")
+	flag.StringVar(&cfg.ReportDir, "report", "test/reports/jepsen", "report directory")
+	flag.StringVar(&cfg.Prefix, "prefix", "rj", "network namespace prefix")
+	flag.BoolVar(&cfg.Faults, "faults", true, "inject faults")
+	flag.DurationVar(&cfg.FaultHold, "fault-hold", 5*time.Second, "how long each fault lasts")
+	flag.DurationVar(&cfg.FaultGap, "fault-gap", 3*time.Second, "calm between faults")
+	flag.DurationVar(&cfg.OpTimeout, "op-timeout", 3*time.Second, "timeout of one client operation")
+	flag.StringVar(&extra, "controlplane-flags", "", "extra controlplane flags, space-separated (e.g. --unsafe-stale-reads)")
+	flag.StringVar(&only, "fault-kinds", "", "comma-separated fault kinds to inject (default all)")
+	flag.Parse()
+	cfg.Extra = strings.Fields(extra)
+	if only != "" {
+		cfg.FaultKinds = strings.Split(only, ",")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := jepsen.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		os.Exit(2)
+	}
+	fmt.Printf("seed=%d %s\n", cfg.Seed, res.Summary)
+	if !res.Linearizable || len(res.WatchProblems) > 0 || len(res.Lost) > 0 || !res.Converged {
+		os.Exit(1)
+	}
+}
