@@ -120,14 +120,20 @@ func (c *cluster) write(ctx context.Context, conn *grpc.ClientConn, id int, key,
 		op.Kind = check.Create
 		cm, err = cmClient(conn).Create(cctx, &corev1.CreateConfigMapRequest{Namespace: namespace, Body: body})
 	}
+	finish(&op, rec, cm, err)
+	return op
+}
+
+// finish records a write's response: when it returned, whether it happened, and
+// the resourceVersion it produced.
+func finish(op *check.Op, rec *recorder, cm *corev1.ConfigMap, err error) {
 	op.Return = rec.now()
 	op.Result = outcome(err)
 	if err != nil {
 		op.Err = err.Error()
-	} else {
-		op.OutRV = cm.GetMetadata().GetResourceVersion()
+		return
 	}
-	return op
+	op.OutRV = cm.GetMetadata().GetResourceVersion()
 }
 
 // create adds a new key that no other operation touches.
@@ -137,13 +143,7 @@ func (c *cluster) create(ctx context.Context, conn *grpc.ClientConn, id int, key
 	defer cancel()
 	body := &corev1.ConfigMap{Metadata: &metav1.ObjectMeta{Name: key, Namespace: namespace}, Data: map[string]string{"v": "1"}}
 	cm, err := cmClient(conn).Create(cctx, &corev1.CreateConfigMapRequest{Namespace: namespace, Body: body})
-	op.Return = rec.now()
-	op.Result = outcome(err)
-	if err != nil {
-		op.Err = err.Error()
-	} else {
-		op.OutRV = cm.GetMetadata().GetResourceVersion()
-	}
+	finish(&op, rec, cm, err)
 	return op
 }
 
@@ -160,13 +160,7 @@ func (c *cluster) cas(ctx context.Context, conn *grpc.ClientConn, id int, key, v
 	defer cancel()
 	body := &corev1.ConfigMap{Metadata: &metav1.ObjectMeta{Name: key, Namespace: namespace, ResourceVersion: r.OutRV}, Data: map[string]string{"v": value}}
 	cm, err := cmClient(conn).Update(cctx, &corev1.UpdateConfigMapRequest{Namespace: namespace, Name: key, Body: body})
-	op.Return = rec.now()
-	op.Result = outcome(err)
-	if err != nil {
-		op.Err = err.Error()
-	} else {
-		op.OutRV = cm.GetMetadata().GetResourceVersion()
-	}
+	finish(&op, rec, cm, err)
 	rec.add(op)
 }
 
