@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -302,14 +303,21 @@ func (s *Server) forwardUnlessLeader(ctx context.Context, fullMethod string, req
 	return true
 }
 
-// unreachable reports a transport failure that happened before the server produced
-// any answer of its own (those always carry a Kubernetes Status).
+// unreachable reports a failure to reach the leader at all: the connection could
+// not be made, so the request was certainly not delivered and may be retried.
+// Any other failure (a connection lost mid-call, a timeout) leaves the outcome
+// unknown: retrying then could apply one write twice, so it goes back to the client.
 func unreachable(err error) bool {
 	if status.Code(err) != codes.Unavailable {
 		return false
 	}
 	st, _ := status.FromError(err)
-	return len(st.Details()) == 0
+	if len(st.Details()) > 0 {
+		return false // the server answered
+	}
+	msg := st.Message()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "Error while dialing") ||
+		strings.Contains(msg, "no route to host")
 }
 
 // errSelfLeader: while waiting for a leader, this peer became it; the caller

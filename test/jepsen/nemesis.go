@@ -34,7 +34,7 @@ type nemesis struct {
 // kinds of fault, each healed by heal().
 var faultKinds = []string{
 	"partition-one", "partition-majority", "partition-leader", "partition-bridge",
-	"partition-ring", "partition-asymmetric", "kill", "pause", "transfer-leader", "membership",
+	"partition-ring", "partition-asymmetric", "kill", "kill-leader", "pause", "transfer-leader", "membership",
 }
 
 func (n *nemesis) record(kind, desc string, err error) {
@@ -123,6 +123,15 @@ func (n *nemesis) inject(ctx context.Context, kind string) (undo func()) {
 		p := c.peers[all[0]]
 		p.kill9()
 		n.record(kind, "kill -9 "+p.id, nil)
+		return func() { n.record("restart", p.id, c.start(p)) }
+	case "kill-leader":
+		l := c.leader(ctx)
+		if l < 0 {
+			l = all[0]
+		}
+		p := c.peers[l]
+		p.kill9()
+		n.record(kind, "kill -9 leader "+p.id, nil)
 		return func() { n.record("restart", p.id, c.start(p)) }
 	case "pause":
 		p := c.peers[all[0]]
