@@ -427,6 +427,15 @@ func (s *Server) readIndex(ctx context.Context) (uint64, error) {
 		}
 		resp, err := clusterv1.NewPeerClient(conn).ReadIndex(ctx, &clusterv1.ReadIndexRequest{})
 		if err != nil {
+			// Asking again is always safe for a read: the leader may just have died
+			// (or stepped down) and a new one not be known yet.
+			if c := status.Code(err); (c == codes.Unavailable || c == codes.FailedPrecondition) && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
 			return 0, apiError(ReasonServiceUnavailable, "the leader could not serve a read index: "+err.Error(), nil)
 		}
 		return resp.GetIndex(), nil
