@@ -45,10 +45,9 @@ type Deps struct {
 
 // Peer is one Raft member. Methods are safe for concurrent use.
 type Peer struct {
-	cfg   Config
-	raft  *raft.Raft
-	fsm   *fsm.FSM
-	trans raft.Transport
+	cfg  Config
+	raft *raft.Raft
+	fsm  *fsm.FSM
 
 	closers  []io.Closer
 	leaderCh chan bool
@@ -82,7 +81,6 @@ func Open(cfg Config, f *fsm.FSM, deps Deps) (*Peer, error) {
 		p.closeStores()
 		return nil, err
 	}
-	p.trans = deps.Transport
 	p.logs = deps.Logs
 
 	rc := raft.DefaultConfig()

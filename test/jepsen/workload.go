@@ -2,7 +2,6 @@ package jepsen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -202,5 +201,3 @@ func (c *cluster) watcher(ctx context.Context, i int, out *[]check.WatchEvent, m
 		}
 	}
 }
-
-var errNoPeer = errors.New("no peer answered")
