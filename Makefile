@@ -14,7 +14,7 @@ PROTOC_GEN_GO      := v1.36.12
 PROTOC_GEN_GO_GRPC := v1.6.2
 GRPC_GATEWAY       := v2.33.0
 
-.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store jepsen clean
+.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store jepsen jepsen-docker docker-engine docker-image clean
 
 all: build
 
@@ -61,6 +61,21 @@ down:
 DURATION ?= 10m
 jepsen: build
 	$(GO) run ./test/jepsen/cmd/jepsen --controlplane=$(BIN)/controlplane --duration=$(DURATION) $(JEPSEN_FLAGS)
+
+# The same suite with the peers in Docker containers (root): installs Debian's
+# docker.io and starts dockerd when needed, builds the image without a registry.
+jepsen-docker: docker-image
+	$(GO) run ./test/jepsen/cmd/jepsen --platform=docker --image=$(DOCKER_IMAGE) --prefix=rjd --duration=$(DURATION) $(JEPSEN_FLAGS)
+
+DOCKER_IMAGE ?= rafter/controlplane:dev
+
+docker-engine:
+	@bash hack/docker-engine.sh
+
+# The peer image (a static controlplane in an empty root), used by
+# docker-compose.yml and make jepsen-docker.
+docker-image: docker-engine
+	@bash hack/docker-image.sh $(DOCKER_IMAGE)
 
 bench: bench-store
 

@@ -41,6 +41,9 @@ type Deps struct {
 	Logs      raft.LogStore
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
+	// FSM, when set, is what Raft drives instead of the *fsm.FSM given to Open;
+	// it must pass every call on to that FSM (tests wrap it to hold applies back).
+	FSM raft.FSM
 }
 
 // Peer is one Raft member. Methods are safe for concurrent use.
@@ -102,7 +105,11 @@ func Open(cfg Config, f *fsm.FSM, deps Deps) (*Peer, error) {
 		p.closeStores()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, f, deps.Logs, deps.Stable, deps.Snapshots, deps.Transport)
+	var rf raft.FSM = f
+	if deps.FSM != nil {
+		rf = deps.FSM
+	}
+	r, err := raft.NewRaft(rc, rf, deps.Logs, deps.Stable, deps.Snapshots, deps.Transport)
 	if err != nil {
 		p.closeStores()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -242,7 +249,7 @@ func (p *Peer) startTerm(ctx context.Context) *leaderTerm {
 // every entry of earlier terms, then runs the registered leader work.
 func (p *Peer) leaderTerm(ctx context.Context) {
 	term := p.raft.CurrentTerm()
-	p.cfg.Logger.Info("became raft leader", "peer", p.cfg.ID, "term", term)
+	p.cfg.Logger.Info("became raft leader", "term", term)
 	if err := p.ensureBarrier(ctx, term); err != nil {
 		p.cfg.Logger.Warn("leader barrier", "err", err)
 		return

@@ -36,7 +36,62 @@ type Peer struct {
 	Conn      *grpc.ClientConn // a client connection to this peer's API
 	transport *raft.InmemTransport
 	addr      raft.ServerAddress
+	gate      *gate
 }
+
+// HoldApplies stops this peer's FSM from applying committed entries until
+// ReleaseApplies: Raft goes on replicating and committing, so the peer can win
+// an election with a log ahead of its state, as a slow FSM would leave it.
+func (p *Peer) HoldApplies() { p.gate.hold() }
+
+// ReleaseApplies lets the FSM catch up.
+func (p *Peer) ReleaseApplies() { p.gate.release() }
+
+// gate is a raft.BatchingFSM that passes everything on to an *fsm.FSM, except
+// that applies wait while it is held.
+type gate struct {
+	f    *fsm.FSM
+	mu   sync.Mutex
+	open chan struct{} // closed when not held
+}
+
+func newGate(f *fsm.FSM) *gate {
+	g := &gate{f: f, open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default:
+	}
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	ch := g.open
+	g.mu.Unlock()
+	<-ch
+}
+
+func (g *gate) Apply(l *raft.Log) interface{}           { g.wait(); return g.f.Apply(l) }
+func (g *gate) ApplyBatch(ls []*raft.Log) []interface{} { g.wait(); return g.f.ApplyBatch(ls) }
+func (g *gate) Snapshot() (raft.FSMSnapshot, error)     { return g.f.Snapshot() }
+func (g *gate) Restore(r io.ReadCloser) error           { return g.f.Restore(r) }
 
 // Cluster is a set of peers; Close (registered with t.Cleanup) stops them all.
 type Cluster struct {
@@ -69,8 +124,9 @@ func New(t testing.TB, n int, options ...func(*apiserver.Config)) *Cluster {
 		}
 		pc := peer.DefaultConfig()
 		pc.ID, pc.RaftAddr, pc.Bootstrap, pc.Logger = p.ID, string(p.addr), bootstrap, logger
+		p.gate = newGate(f)
 		rp, err := peer.Open(pc, f, peer.Deps{Transport: p.transport, Logs: raft.NewInmemStore(),
-			Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore()})
+			Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore(), FSM: p.gate})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,6 +190,9 @@ func New(t testing.TB, n int, options ...func(*apiserver.Config)) *Cluster {
 
 // Close stops every peer and waits for their goroutines.
 func (c *Cluster) Close() {
+	for _, p := range c.Peers {
+		p.gate.release()
+	}
 	c.cancel()
 	c.wg.Wait()
 	for _, p := range c.Peers {

@@ -1,75 +1,90 @@
 // Package jepsen is Rafter's Jepsen-style test: control-plane peers in their own
-// network namespaces, concurrent clients recording a history, injected faults,
-// and checkers that read the whole history (see test/jepsen/check).
+// network namespaces (or Docker containers), concurrent clients recording a
+// history, injected faults, and checkers that read the whole history (see
+// test/jepsen/check).
 package jepsen
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/rafter-dev/rafter/test/jepsen/netns"
 )
 
-// Ports every peer uses on its own namespace's address.
+// Ports every peer uses on its own address.
 const (
 	raftPort = 7001
 	grpcPort = 7443
 	httpPort = 8080
 )
 
-// peer is one controlplane process in its namespace.
-type peer struct {
-	id      string
-	index   int
-	dataDir string
-	args    []string
+// faults cuts the network between peers; netns.Rules implements it. Each call
+// replaces the faults in place (Drop adds one direction); Heal removes them all.
+type faults interface {
+	Partition(groups ...[]int) error
+	Isolate(i int) error
+	Bridge(a, b []int, bridge int) error
+	Ring(order ...int) error
+	Drop(from, to int) error
+	Heal() error
+}
 
-	mu     sync.Mutex // guards cmd, done, paused
-	cmd    *exec.Cmd
-	done   chan struct{}
-	paused bool
-	log    *bytes.Buffer
+// platform runs the peers and breaks the network between them: processes in
+// network namespaces on this host (netnsPlatform) or Docker containers
+// (dockerPlatform). Peer indexes are 0-based.
+type platform interface {
+	faults
+	// addr is peer i's IPv4 address, reachable from the test process.
+	addr(i int) string
+	// dataDir is peer i's data directory as its process sees it.
+	dataDir(i int) string
+	// start starts peer i with args, or restarts it after kill; its data dir
+	// survives unless wipe removed it.
+	start(i int, args []string) error
+	// kill sends SIGKILL (resuming a paused peer first) and waits for the exit.
+	kill(i int)
+	pause(i int)
+	resume(i int)
+	running(i int) bool
+	// wipe removes a stopped peer's data.
+	wipe(i int) error
+	// saveLogs copies every peer's output into dir.
+	saveLogs(dir string)
+	// close stops every peer and removes what the platform made.
+	close()
+}
+
+// peer is one controlplane: its name and the arguments it runs with.
+type peer struct {
+	id    string
+	index int
+	args  []string
 }
 
 // cluster is the system under test.
 type cluster struct {
-	net   *netns.Network
-	bin   string
-	dir   string
+	plat  platform
 	peers []*peer
 	conns []*grpc.ClientConn
-	extra []string
 }
 
-func (c *cluster) raftAddr(i int) string { return fmt.Sprintf("%s:%d", c.net.Addr(i), raftPort) }
-func (c *cluster) grpcAddr(i int) string { return fmt.Sprintf("%s:%d", c.net.Addr(i), grpcPort) }
-func (c *cluster) httpAddr(i int) string { return fmt.Sprintf("%s:%d", c.net.Addr(i), httpPort) }
+func (c *cluster) raftAddr(i int) string { return fmt.Sprintf("%s:%d", c.plat.addr(i), raftPort) }
+func (c *cluster) grpcAddr(i int) string { return fmt.Sprintf("%s:%d", c.plat.addr(i), grpcPort) }
+func (c *cluster) httpAddr(i int) string { return fmt.Sprintf("%s:%d", c.plat.addr(i), httpPort) }
 
-// startCluster creates the network and starts n bootstrapped peers.
-func startCluster(ctx context.Context, bin, dir, prefix string, n int, extra []string) (*cluster, error) {
-	nw, err := netns.New(prefix, n)
-	if err != nil {
-		return nil, fmt.Errorf("network: %w", err)
-	}
-	c := &cluster{net: nw, bin: bin, dir: dir, extra: extra}
+// startCluster starts n bootstrapped peers on plat; on error it closes plat.
+func startCluster(plat platform, n int, extra []string) (*cluster, error) {
+	c := &cluster{plat: plat}
 	var boot []string
 	for i := 0; i < n; i++ {
 		boot = append(boot, fmt.Sprintf("p%d=%s", i+1, c.raftAddr(i)))
 	}
 	for i := 0; i < n; i++ {
-		p := &peer{id: fmt.Sprintf("p%d", i+1), index: i, dataDir: filepath.Join(dir, fmt.Sprintf("p%d", i+1))}
-		p.args = append([]string{"--id=" + p.id, "--data-dir=" + p.dataDir,
+		p := &peer{id: fmt.Sprintf("p%d", i+1), index: i}
+		p.args = append([]string{"--id=" + p.id, "--data-dir=" + plat.dataDir(i),
 			"--raft-addr=" + c.raftAddr(i), "--grpc-addr=" + c.grpcAddr(i), "--http-addr=" + c.httpAddr(i),
 			"--bootstrap=" + strings.Join(boot, ","), "--log-level=warn"}, extra...)
 		c.peers = append(c.peers, p)
@@ -87,65 +102,25 @@ func startCluster(ctx context.Context, bin, dir, prefix string, n int, extra []s
 	return c, nil
 }
 
-// start runs p inside its namespace.
-func (c *cluster) start(p *peer) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cmd := c.net.Command(p.index, c.bin, p.args...)
-	p.log = &bytes.Buffer{}
-	f, err := os.OpenFile(filepath.Join(c.dir, p.id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("start %s: %w", p.id, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	p.cmd, p.done, p.paused = cmd, done, false
-	return nil
-}
+func (c *cluster) start(p *peer) error { return c.plat.start(p.index, p.args) }
 
-// signal sends sig to p's process (the controlplane itself, not `ip netns exec`,
-// which execs into it).
-func (p *peer) signal(sig syscall.Signal) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Signal(sig)
+// rejoin starts the wiped peer p as a new voter that joins through peer via.
+func (c *cluster) rejoin(p *peer, via int) error {
+	args := make([]string, 0, len(p.args))
+	for _, a := range p.args {
+		if strings.HasPrefix(a, "--bootstrap=") {
+			a = "--join=" + c.grpcAddr(via)
+		}
+		args = append(args, a)
 	}
-	switch sig {
-	case syscall.SIGSTOP:
-		p.paused = true
-	case syscall.SIGCONT:
-		p.paused = false
-	}
-}
-
-// kill9 kills p and waits for it to exit.
-func (p *peer) kill9() {
-	p.signal(syscall.SIGCONT)
-	p.signal(syscall.SIGKILL)
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done != nil {
-		<-done
-	}
+	return c.plat.start(p.index, args)
 }
 
 func (c *cluster) stop() {
-	for _, p := range c.peers {
-		p.kill9()
-	}
 	for _, conn := range c.conns {
 		_ = conn.Close()
 	}
-	if c.net != nil {
-		_ = c.net.Close()
-	}
+	c.plat.close()
 }
 
 // waitReady waits until every peer answers /readyz.
@@ -162,21 +137,4 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	return nil
-}
-
-const sigcont = syscall.SIGCONT
-
-// running reports whether p's process is alive.
-func (p *peer) running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
 }

@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
+	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
@@ -80,16 +79,16 @@ func (n *nemesis) inject(ctx context.Context, kind string) (undo func()) {
 		all[i] = i
 	}
 	n.rng.Shuffle(np, func(i, j int) { all[i], all[j] = all[j], all[i] })
-	heal := func() { n.record("heal", "", c.net.Heal()) }
+	heal := func() { n.record("heal", "", c.plat.Heal()) }
 	switch kind {
 	case "partition-one":
-		err := c.net.Isolate(all[0])
+		err := c.plat.Isolate(all[0])
 		n.record(kind, fmt.Sprintf("isolate p%d", all[0]+1), err)
 		return heal
 	case "partition-majority":
 		minority := all[:np/2]
 		majority := all[np/2:]
-		err := c.net.Partition(minority, majority)
+		err := c.plat.Partition(minority, majority)
 		n.record(kind, fmt.Sprintf("minority %v | majority %v", ids(minority), ids(majority)), err)
 		return heal
 	case "partition-leader":
@@ -97,7 +96,7 @@ func (n *nemesis) inject(ctx context.Context, kind string) (undo func()) {
 		if l < 0 {
 			l = all[0]
 		}
-		err := c.net.Isolate(l)
+		err := c.plat.Isolate(l)
 		n.record(kind, fmt.Sprintf("isolate leader p%d", l+1), err)
 		return heal
 	case "partition-bridge":
@@ -107,21 +106,21 @@ func (n *nemesis) inject(ctx context.Context, kind string) (undo func()) {
 		b := all[0]
 		rest := all[1:]
 		a, z := rest[:len(rest)/2], rest[len(rest)/2:]
-		err := c.net.Bridge(a, z, b)
+		err := c.plat.Bridge(a, z, b)
 		n.record(kind, fmt.Sprintf("%v | %v, bridged by p%d", ids(a), ids(z), b+1), err)
 		return heal
 	case "partition-ring":
-		err := c.net.Ring()
+		err := c.plat.Ring()
 		n.record(kind, "each peer sees only its neighbours", err)
 		return heal
 	case "partition-asymmetric":
 		from, to := all[0], all[1]
-		err := c.net.Drop(from, to)
+		err := c.plat.Drop(from, to)
 		n.record(kind, fmt.Sprintf("drop p%d -> p%d only", from+1, to+1), err)
 		return heal
 	case "kill":
 		p := c.peers[all[0]]
-		p.kill9()
+		c.plat.kill(p.index)
 		n.record(kind, "kill -9 "+p.id, nil)
 		return func() { n.record("restart", p.id, c.start(p)) }
 	case "kill-leader":
@@ -130,14 +129,14 @@ func (n *nemesis) inject(ctx context.Context, kind string) (undo func()) {
 			l = all[0]
 		}
 		p := c.peers[l]
-		p.kill9()
+		c.plat.kill(p.index)
 		n.record(kind, "kill -9 leader "+p.id, nil)
 		return func() { n.record("restart", p.id, c.start(p)) }
 	case "pause":
 		p := c.peers[all[0]]
-		p.signal(syscall.SIGSTOP)
+		c.plat.pause(p.index)
 		n.record(kind, "SIGSTOP "+p.id, nil)
-		return func() { p.signal(syscall.SIGCONT); n.record("resume", "SIGCONT "+p.id, nil) }
+		return func() { c.plat.resume(p.index); n.record("resume", "SIGCONT "+p.id, nil) }
 	case "transfer-leader":
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -161,24 +160,66 @@ func (n *nemesis) membership(ctx context.Context, i int) func() {
 	_, err := clusterv1.NewClusterClient(c.conns[other]).RemovePeer(cctx, &clusterv1.RemovePeerRequest{Id: p.id})
 	n.record("membership", "remove "+p.id, err)
 	if err != nil {
-		return func() {}
+		// An indeterminate removal (leadership lost while committing) may
+		// have happened all the same: look before leaving p running.
+		if ids, merr := c.members(ctx, 10*time.Second); merr != nil || slices.Contains(ids, p.id) {
+			return func() {}
+		}
+		n.record("membership", p.id+" was removed all the same", nil)
 	}
-	p.kill9()
-	wipeErr := os.RemoveAll(p.dataDir)
-	n.record("membership", "wipe "+p.id, wipeErr)
+	c.plat.kill(p.index)
+	n.record("membership", "wipe "+p.id, c.plat.wipe(p.index))
 	return func() {
 		// Join as a new voter with an empty data dir.
-		args := append([]string(nil), p.args...)
-		for j, a := range args {
-			if len(a) > 12 && a[:12] == "--bootstrap=" {
-				args[j] = "--join=" + c.grpcAddr(other)
+		n.record("membership", "rejoin "+p.id, c.rejoin(p, other))
+	}
+}
+
+// members returns the ids of the voters in the configuration a leader reports,
+// asking until one answers or timeout passes.
+func (c *cluster) members(ctx context.Context, timeout time.Duration) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var err error
+		if l := c.leader(ctx); l >= 0 {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			var resp *clusterv1.MembersResponse
+			resp, err = clusterv1.NewClusterClient(c.conns[l]).Members(cctx, &clusterv1.MembersRequest{})
+			cancel()
+			if err == nil {
+				var ids []string
+				for _, m := range resp.GetMembers() {
+					ids = append(ids, m.GetId())
+				}
+				return ids, nil
 			}
+		} else {
+			err = fmt.Errorf("no leader")
 		}
-		orig := p.args
-		p.args = args
-		err := c.start(p)
-		p.args = orig
-		n.record("membership", "rejoin "+p.id, err)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("members: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// repairMembership brings back, wiped, every peer the configuration lost (a
+// removal that failed after it had in fact happened).
+func (n *nemesis) repairMembership(ctx context.Context) {
+	c := n.c
+	ids, err := c.members(ctx, 30*time.Second)
+	if err != nil {
+		n.record("membership", "final check", err)
+		return
+	}
+	for _, p := range c.peers {
+		if slices.Contains(ids, p.id) {
+			continue
+		}
+		via := (p.index + 1) % len(c.peers)
+		c.plat.kill(p.index)
+		n.record("membership", "wipe "+p.id+" (final)", c.plat.wipe(p.index))
+		n.record("membership", "rejoin "+p.id+" (final)", c.rejoin(p, via))
 	}
 }
 

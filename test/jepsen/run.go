@@ -1,6 +1,7 @@
 package jepsen
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -32,7 +33,11 @@ type Config struct {
 	Keys         int
 	Seed         uint64
 	ReportDir    string        // history, fault timeline, visualization
-	Prefix       string        // network namespace prefix
+	Prefix       string        // names the namespaces, or the Docker network and containers
+	Platform     string        // "netns" (the default) or "docker"
+	Image        string        // the Docker platform's image; empty = DockerImage
+	Workload     string        // "mixed" (the default: registers, CAS and set) or "set" (creates only)
+	KeyRotate    time.Duration // every KeyRotate half the register keys give way to fresh ones; 0 = fixed keys
 	Extra        []string      // extra controlplane flags (the negative controls)
 	Faults       bool          // inject faults (off for a quick sanity run)
 	FaultKinds   []string      // the kinds to inject; empty = all of them
@@ -63,26 +68,39 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dataDir)
-	fmt.Fprintf(os.Stderr, "jepsen: seed=%d peers=%d duration=%s report=%s\n", cfg.Seed, cfg.Peers, cfg.Duration, cfg.ReportDir)
-	c, err := startCluster(ctx, cfg.Controlplane, dataDir, cfg.Prefix, cfg.Peers, cfg.Extra)
+	fmt.Fprintf(os.Stderr, "jepsen: seed=%d peers=%d platform=%s duration=%s report=%s\n", cfg.Seed, cfg.Peers, cfg.Platform, cfg.Duration, cfg.ReportDir)
+	var plat platform
+	switch cfg.Platform {
+	case "", "netns":
+		plat, err = newNetnsPlatform(cfg.Controlplane, dataDir, cfg.Prefix, cfg.Peers)
+	case "docker":
+		plat, err = newDockerPlatform(ctx, cmp.Or(cfg.Image, DockerImage), dataDir, cfg.Prefix, cfg.Peers)
+	default:
+		err = fmt.Errorf("unknown platform %q (netns or docker)", cfg.Platform)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Workload {
+	case "", "mixed", "set":
+	default:
+		plat.close()
+		return nil, fmt.Errorf("unknown workload %q (mixed or set)", cfg.Workload)
+	}
+	c, err := startCluster(plat, cfg.Peers, cfg.Extra)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		for _, p := range c.peers {
-			_ = copyFile(filepath.Join(dataDir, p.id+".log"), filepath.Join(cfg.ReportDir, p.id+".log"))
-		}
+		plat.saveLogs(cfg.ReportDir)
 		c.stop()
 	}()
 	if err := c.waitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 
-	keys := make([]string, cfg.Keys)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("k%03d", i)
-	}
 	rec := &recorder{start: time.Now()}
+	keys := keySpace{n: cfg.Keys, rotate: cfg.KeyRotate, start: rec.start}
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	var wg sync.WaitGroup
@@ -98,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for id := 0; id < cfg.Clients; id++ {
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(id)+1))
 		wg.Add(1)
-		go func() { defer wg.Done(); c.client(runCtx, id, keys, rec, rng, cfg.OpTimeout) }()
+		go func() { defer wg.Done(); c.client(runCtx, id, cfg.Workload, keys, rec, rng, cfg.OpTimeout) }()
 	}
 	nem := &nemesis{c: c, rng: rand.New(rand.NewPCG(cfg.Seed, 0)), start: rec.start, kinds: cfg.FaultKinds}
 	if len(nem.kinds) == 0 {
@@ -116,28 +134,44 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Wait()
 
 	// Heal everything, then let the cluster settle.
-	nem.record("heal", "final", c.net.Heal())
+	nem.record("heal", "final", c.plat.Heal())
 	for _, p := range c.peers {
-		p.signal(sigcont)
-		if !p.running() {
+		c.plat.resume(p.index)
+		if !c.plat.running(p.index) {
 			nem.record("restart", p.id+" (final)", c.start(p))
 		}
 	}
+	nem.repairMembership(ctx)
+	writeJSON(filepath.Join(cfg.ReportDir, "faults.json"), nem.timeline)
 	converged, digests := c.converge(ctx, 60*time.Second)
 	time.Sleep(500 * time.Millisecond) // let watchers catch up with the last changes
 	stopWatch()
 	wwg.Wait()
 
-	final, err := c.finalState(ctx, rec.ops)
-	if err != nil {
-		return nil, fmt.Errorf("final reads: %w", err)
+	// Every peer reads every key once more, linearizably; the reads join the
+	// history (so porcupine checks them too) and each peer's answer is checked
+	// for lost writes.
+	var lost []string
+	for i := range c.peers {
+		final, reads, err := c.finalState(ctx, i, cfg.Clients+i, rec)
+		if err != nil {
+			return nil, fmt.Errorf("final reads on %s: %w", c.peers[i].id, err)
+		}
+		for _, l := range check.LostWrites(check.History{Ops: rec.ops}, final) {
+			if !slices.Contains(lost, l) {
+				lost = append(lost, l)
+			}
+		}
+		for _, r := range reads {
+			rec.add(r)
+		}
 	}
 	h := check.History{Ops: rec.ops}
 	lin, bad, vis := check.Linearizable(h, 60*time.Second)
 	res := &Result{
-		Ops: len(rec.ops), Keys: len(keys), Faults: countFaults(nem.timeline),
+		Ops: len(rec.ops), Keys: registerKeys(rec.ops), Faults: countFaults(nem.timeline),
 		Linearizable: lin, BadKeys: bad, WatchProblems: check.Watches(streams),
-		Lost: check.LostWrites(h, final), Converged: converged,
+		Lost: lost, Converged: converged,
 	}
 	res.Summary = check.Summary(res.Ops, res.Keys, res.Faults, res.Linearizable, len(res.WatchProblems), len(res.Lost), res.Converged)
 
@@ -216,14 +250,18 @@ func (c *cluster) digest(ctx context.Context, i int) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-// finalState reads, linearizably after healing, every key the history touched.
-func (c *cluster) finalState(ctx context.Context, ops []check.Op) (map[string]check.Final, error) {
-	out := map[string]check.Final{}
+// finalState reads, through peer i and linearizably, every key the history
+// touched, and returns what it found both as a final state and as read
+// operations of client id.
+func (c *cluster) finalState(ctx context.Context, i, id int, rec *recorder) (map[string]check.Final, []check.Op, error) {
 	var list *corev1.ConfigMapList
 	var err error
+	var call, ret int64
 	for attempt := 0; attempt < 60; attempt++ { // an election may still be settling
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		list, err = cmClient(c.conns[attempt%len(c.conns)]).List(cctx, &metav1.ListRequest{Namespace: namespace})
+		call = rec.now()
+		list, err = cmClient(c.conns[i]).List(cctx, &metav1.ListRequest{Namespace: namespace})
+		ret = rec.now()
 		cancel()
 		if err == nil {
 			break
@@ -231,24 +269,32 @@ func (c *cluster) finalState(ctx context.Context, ops []check.Op) (map[string]ch
 		time.Sleep(500 * time.Millisecond)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byName := map[string]*corev1.ConfigMap{}
 	for _, it := range list.GetItems() {
 		byName[it.GetMetadata().GetName()] = it
 	}
+	out := map[string]check.Final{}
+	var reads []check.Op
+	rec.mu.Lock()
+	ops := append([]check.Op(nil), rec.ops...)
+	rec.mu.Unlock()
 	for _, op := range ops {
 		k := op.Key
 		if _, done := out[k]; done {
 			continue
 		}
+		r := check.Op{Client: id, Kind: check.Read, Key: k, Call: call, Return: ret, Result: check.OK}
 		if cm, ok := byName[k]; ok {
 			out[k] = check.Final{Found: true, Value: cm.GetData()["v"], RV: cm.GetMetadata().GetResourceVersion()}
+			r.Found, r.Out, r.OutRV = true, cm.GetData()["v"], cm.GetMetadata().GetResourceVersion()
 		} else {
 			out[k] = check.Final{}
 		}
+		reads = append(reads, r)
 	}
-	return out, nil
+	return out, reads, nil
 }
 
 func writeJSON(path string, v any) {
@@ -258,10 +304,13 @@ func writeJSON(path string, v any) {
 	}
 }
 
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
+// registerKeys counts the register keys the history touched (set keys aside).
+func registerKeys(ops []check.Op) int {
+	seen := map[string]bool{}
+	for _, op := range ops {
+		if strings.HasPrefix(op.Key, "k") {
+			seen[op.Key] = true
+		}
 	}
-	return os.WriteFile(to, b, 0o644)
+	return len(seen)
 }

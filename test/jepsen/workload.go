@@ -66,14 +66,34 @@ func outcome(err error) check.Result {
 	return check.Info
 }
 
-// client runs register operations against one peer until ctx ends.
-func (c *cluster) client(ctx context.Context, id int, keys []string, rec *recorder, rng *rand.Rand, opTimeout time.Duration) {
+// keySpace names the register keys: n keys at a time, and with rotate set, every
+// rotate period the window moves on by n/2, so old keys go quiet (their
+// histories stay short for the checker) and fresh ones start out absent.
+type keySpace struct {
+	n      int
+	rotate time.Duration
+	start  time.Time
+}
+
+// pick returns one of the keys in use now.
+func (k keySpace) pick(rng *rand.Rand) string {
+	base := 0
+	if k.rotate > 0 {
+		base = int(time.Since(k.start)/k.rotate) * max(k.n/2, 1)
+	}
+	return fmt.Sprintf("k%05d", base+rng.IntN(k.n))
+}
+
+// client runs operations against random peers until ctx ends: with workload
+// "set" only creates of fresh keys, otherwise mostly register reads, writes and
+// compare-and-sets, with a create now and then.
+func (c *cluster) client(ctx context.Context, id int, workload string, keys keySpace, rec *recorder, rng *rand.Rand, opTimeout time.Duration) {
 	seq := 0
 	for ctx.Err() == nil {
 		conn := c.conns[rng.IntN(len(c.conns))]
-		key := keys[rng.IntN(len(keys))]
+		key := keys.pick(rng)
 		switch r := rng.IntN(10); {
-		case r == 0:
+		case r == 0 || workload == "set":
 			// The set workload: a create of a fresh key that must survive to the end.
 			seq++
 			rec.add(c.create(ctx, conn, id, fmt.Sprintf("s-%d-%d", id, seq), rec, opTimeout))

@@ -38,7 +38,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -127,9 +126,7 @@ type Network struct {
 	subnet netip.Prefix
 	n      int
 
-	mu     sync.Mutex // guards drops and closed, and serializes rule changes
-	drops  [][]bool   // drops[from][to]: packets from peer from to peer to are dropped
-	closed bool
+	*Rules
 }
 
 // New builds a network of n peers with DefaultConfig(prefix, n).
@@ -147,7 +144,8 @@ func NewWithConfig(cfg Config) (*Network, error) {
 	if !cfg.Subnet.IsValid() {
 		cfg.Subnet = DefaultSubnet(cfg.Prefix)
 	}
-	n := &Network{prefix: cfg.Prefix, subnet: cfg.Subnet, n: cfg.Peers, drops: newMatrix(cfg.Peers)}
+	n := &Network{prefix: cfg.Prefix, subnet: cfg.Subnet, n: cfg.Peers}
+	n.Rules = NewRules(cfg.Peers, n.IP, func(i int) (string, error) { return n.NSPath(i), nil })
 	if err := removeStale(cfg.Prefix); err != nil {
 		return nil, fmt.Errorf("remove leftovers of %s: %w", cfg.Prefix, err)
 	}
@@ -196,20 +194,10 @@ func (n *Network) Subnet() netip.Prefix { return n.subnet }
 // namespace keep it alive (unnamed) until they exit, but its link to the
 // bridge goes away with the hub, so stop them first. Close is idempotent.
 func (n *Network) Close() error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	if !n.shut() {
 		return nil
 	}
-	n.closed = true
-	n.mu.Unlock()
 	return n.teardown()
-}
-
-func (n *Network) check(i int) {
-	if i < 0 || i >= n.n {
-		panic(fmt.Sprintf("netns: peer %d out of range [0,%d)", i, n.n))
-	}
 }
 
 func (n *Network) addr(host byte) netip.Addr {

@@ -3,6 +3,7 @@ package netns
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 )
 
 // Faults are kept as a drop matrix: drops[from][to] means IPv4 packets from
@@ -18,12 +19,49 @@ import (
 // rules may be partly applied and Reachable still reports the previous faults;
 // Heal puts every peer back to no rules.
 
+// Rules holds the drop matrix of n peers and installs it in their namespaces.
+// Network embeds one; NewRules makes one for peers whose namespaces someone else
+// made (Docker containers, say).
+type Rules struct {
+	n      int
+	ip     func(i int) netip.Addr
+	nsPath func(i int) (string, error)
+
+	mu     sync.Mutex // guards drops and closed, and serializes rule changes
+	drops  [][]bool   // drops[from][to]: packets from peer from to peer to are dropped
+	closed bool
+}
+
+// NewRules keeps the faults of n peers: ip(i) is peer i's IPv4 address and
+// nsPath(i) a path of its network namespace (a bind mount or /proc/PID/ns/net),
+// looked up at every change because a restarted container has a new namespace;
+// an empty path means the peer is not running and gets no rules (it starts with
+// none when it comes back, and the next change installs them).
+func NewRules(n int, ip func(i int) netip.Addr, nsPath func(i int) (string, error)) *Rules {
+	return &Rules{n: n, ip: ip, nsPath: nsPath, drops: newMatrix(n)}
+}
+
+// shut marks r closed; it reports whether r was open.
+func (n *Rules) shut() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	was := !n.closed
+	n.closed = true
+	return was
+}
+
+func (n *Rules) check(i int) {
+	if i < 0 || i >= n.n {
+		panic(fmt.Sprintf("netns: peer %d out of range [0,%d)", i, n.n))
+	}
+}
+
 // Partition splits the peers into groups: peers in different groups cannot
 // exchange packets in either direction; peers in the same group, and the root
 // namespace with everyone, keep full connectivity. Every peer must be in
 // exactly one group, otherwise the error wraps ErrInvalidFault and nothing
 // changes.
-func (n *Network) Partition(groups ...[]int) error {
+func (n *Rules) Partition(groups ...[]int) error {
 	d, err := partitionDrops(n.n, groups)
 	if err != nil {
 		return err
@@ -32,7 +70,7 @@ func (n *Network) Partition(groups ...[]int) error {
 }
 
 // Isolate cuts peer i off from every other peer, both directions.
-func (n *Network) Isolate(i int) error {
+func (n *Rules) Isolate(i int) error {
 	if i < 0 || i >= n.n {
 		return fmt.Errorf("%w: peer %d out of range [0,%d)", ErrInvalidFault, i, n.n)
 	}
@@ -47,7 +85,7 @@ func (n *Network) Isolate(i int) error {
 
 // Bridge cuts a off from b (both directions) while the peer bridge talks to
 // both halves. a, b and bridge together must name every peer exactly once.
-func (n *Network) Bridge(a, b []int, bridge int) error {
+func (n *Rules) Bridge(a, b []int, bridge int) error {
 	d, err := bridgeDrops(n.n, a, b, bridge)
 	if err != nil {
 		return err
@@ -62,7 +100,7 @@ func (n *Network) Bridge(a, b []int, bridge int) error {
 // n/2+1 peers; when that is even (3, 6, 7 peers) it reaches one further back
 // than forward and the cut is one-way for some pairs. Needs at least 3 peers;
 // order, when given, must be a permutation of all peers.
-func (n *Network) Ring(order ...int) error {
+func (n *Rules) Ring(order ...int) error {
 	d, err := ringDrops(n.n, order)
 	if err != nil {
 		return err
@@ -73,7 +111,7 @@ func (n *Network) Ring(order ...int) error {
 // Drop adds a one-way fault: packets from peer from to peer to are dropped,
 // packets from to to from still arrive. Since TCP needs both directions, a TCP
 // connection between the two fails either way; datagrams show the asymmetry.
-func (n *Network) Drop(from, to int) error {
+func (n *Rules) Drop(from, to int) error {
 	if from < 0 || from >= n.n || to < 0 || to >= n.n || from == to {
 		return fmt.Errorf("%w: drop %d -> %d with %d peers", ErrInvalidFault, from, to, n.n)
 	}
@@ -88,13 +126,13 @@ func (n *Network) Drop(from, to int) error {
 }
 
 // Heal removes every drop rule.
-func (n *Network) Heal() error {
+func (n *Rules) Heal() error {
 	return n.set(func([][]bool) [][]bool { return newMatrix(n.n) })
 }
 
 // Reachable reports whether, under the faults in place, packets from peer from
 // reach peer to.
-func (n *Network) Reachable(from, to int) bool {
+func (n *Rules) Reachable(from, to int) bool {
 	n.check(from)
 	n.check(to)
 	n.mu.Lock()
@@ -103,7 +141,7 @@ func (n *Network) Reachable(from, to int) bool {
 }
 
 // set computes the new drop matrix from the current one and installs it.
-func (n *Network) set(next func(cur [][]bool) [][]bool) error {
+func (n *Rules) set(next func(cur [][]bool) [][]bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -114,11 +152,18 @@ func (n *Network) set(next func(cur [][]bool) [][]bool) error {
 		var from []netip.Addr
 		for f := 0; f < n.n; f++ {
 			if d[f][to] {
-				from = append(from, n.addr(byte(f+1)))
+				from = append(from, n.ip(f))
 			}
 		}
-		if err := applyDrops(n.NSPath(to), from); err != nil {
-			return fmt.Errorf("rules in %s: %w", n.peerNS(to), err)
+		path, err := n.nsPath(to)
+		if err != nil {
+			return fmt.Errorf("namespace of peer %d: %w", to+1, err)
+		}
+		if path == "" {
+			continue
+		}
+		if err := applyDrops(path, from); err != nil {
+			return fmt.Errorf("rules in %s: %w", path, err)
 		}
 	}
 	n.drops = d

@@ -1,5 +1,6 @@
 // Command jepsen runs Rafter's Jepsen-style test once and prints its summary line.
-// It needs root (network namespaces and nftables).
+// It needs root (network namespaces and nftables); --platform=docker also a
+// running Docker engine and the image `make docker-image` builds.
 package main
 
 import (
@@ -26,6 +27,10 @@ func main() {
 	flag.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()), "random seed; a run is reproducible from it")
 	flag.StringVar(&cfg.ReportDir, "report", "test/reports/jepsen", "report directory")
 	flag.StringVar(&cfg.Prefix, "prefix", "rj", "network namespace prefix")
+	flag.StringVar(&cfg.Platform, "platform", "netns", "where peers run: netns (processes in network namespaces) or docker (containers)")
+	flag.StringVar(&cfg.Image, "image", jepsen.DockerImage, "the peers' image on the docker platform")
+	flag.StringVar(&cfg.Workload, "workload", "mixed", "mixed (registers, compare-and-set, set) or set (creates only)")
+	flag.DurationVar(&cfg.KeyRotate, "key-rotate", 15*time.Second, "every this long half the register keys give way to fresh ones (0: fixed keys)")
 	flag.BoolVar(&cfg.Faults, "faults", true, "inject faults")
 	flag.DurationVar(&cfg.FaultHold, "fault-hold", 5*time.Second, "how long each fault lasts")
 	flag.DurationVar(&cfg.FaultGap, "fault-gap", 3*time.Second, "calm between faults")
