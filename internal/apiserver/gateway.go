@@ -121,10 +121,10 @@ func httpError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, 
 
 // streamStart writes the 200 and flushes it as soon as a watch stream starts, so
 // clients see the response before the first event.
-// It also answers a successful create with 201 Created, as Kubernetes does.
+// It also answers a successful create or binding with 201 Created, as Kubernetes does.
 func streamStart(ctx context.Context, w http.ResponseWriter, resp proto.Message) error {
 	if resp != nil {
-		if m, _ := runtime.RPCMethod(ctx); strings.HasSuffix(m, "/Create") {
+		if m, _ := runtime.RPCMethod(ctx); strings.HasSuffix(m, "/Create") || strings.HasSuffix(m, "/Bind") {
 			w.WriteHeader(http.StatusCreated)
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
+	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	"github.com/rafter-dev/rafter/internal/fsm"
 )
@@ -79,7 +80,7 @@ func (s *Server) unaryHandler(k *kindInfo, md protoreflect.MethodDescriptor, in 
 // dispatch routes one unary call: writes go to the leader, reads are served here.
 func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string, req proto.Message, out protoreflect.MessageType) (proto.Message, error) {
 	switch method {
-	case "Create", "Update", "UpdateStatus", "Delete":
+	case "Create", "Update", "UpdateStatus", "Delete", "Bind":
 		var err error
 		if resp := out.New().Interface(); s.forwardUnlessLeader(ctx, full, req, resp, &err) {
 			if err != nil {
@@ -89,7 +90,7 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 		}
 	}
 	switch method {
-	case "Create", "Update", "UpdateStatus", "Delete":
+	case "Create", "Update", "UpdateStatus", "Delete", "Bind":
 		// A new leader's state may lag what earlier leaders acknowledged until its
 		// first barrier; validating against it could answer NotFound wrongly.
 		if err := s.peer.LeaderReady(ctx); err != nil {
@@ -105,6 +106,10 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 		return s.update(ctx, k, req, true)
 	case "Delete":
 		return s.remove(ctx, k, req.(*metav1.DeleteRequest))
+	case "Bind":
+		if r, ok := req.(*corev1.CreateBindingRequest); ok {
+			return s.bind(ctx, k, r)
+		}
 	case "Get", "GetStatus":
 		return s.get(ctx, k, req.(*metav1.GetRequest))
 	case "List":

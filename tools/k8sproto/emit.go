@@ -292,6 +292,11 @@ func renderServices(pkg *protoPackage, ks []kindSpec, defined map[string]bool) (
 	w.WriteString("syntax = \"proto3\";\n\n")
 	fmt.Fprintf(&w, "package %s;\n\n", pkg.Name())
 	imports := []string{"google/api/annotations.proto", requestsFile, typesFile(pkg)}
+	for _, k := range ks {
+		if k.Kind() == "Pod" && pkg.APIVersion() == "v1" {
+			imports = append(imports, "rafter/meta/v1/types.proto") // Bind returns a Status
+		}
+	}
 	sort.Strings(imports)
 	for _, imp := range imports {
 		fmt.Fprintf(&w, "import %q;\n", imp)
@@ -346,6 +351,18 @@ message %[1]sWatchEvent {
   %[1]s object = 2;
 }
 `, kind, p.Collection, p.Item)
+		if kind == "Pod" && pkg.APIVersion() == "v1" {
+			fmt.Fprintf(&w, `
+// CreateBindingRequest binds a Pod to a node: POST %s/binding.
+message CreateBindingRequest {
+  string namespace = 1;
+  string name = 2;
+  Binding body = 3;
+  repeated string dryRun = 4;
+  string fieldManager = 5;
+}
+`, p.Item)
+		}
 		fmt.Fprintf(&w, "\n// %s serves %s (%s %s).\nservice %s {\n", svc, k.Resource, pkg.APIVersion(), kind, svc)
 		var all, watchAll []string
 		if k.Namespaced {
@@ -358,6 +375,10 @@ message %[1]sWatchEvent {
 		if hasStatus(k) {
 			rpc("UpdateStatus", "Update"+kind+"Request", kind, "put", p.Item+"/status", "body")
 			rpc("GetStatus", "rafter.meta.v1.GetRequest", kind, "get", p.Item+"/status", "")
+		}
+		if kind == "Pod" && pkg.APIVersion() == "v1" {
+			// pods/binding: how the scheduler assigns a pod to a node.
+			rpc("Bind", "CreateBindingRequest", "rafter.meta.v1.Status", "post", p.Item+"/binding", "body")
 		}
 		rpc("Delete", "rafter.meta.v1.DeleteRequest", kind, "delete", p.Item, "body")
 		rpc("Watch", "rafter.meta.v1.ListRequest", "stream "+kind+"WatchEvent", "get", p.Watch, "", watchAll...)

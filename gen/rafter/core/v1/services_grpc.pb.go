@@ -783,6 +783,7 @@ const (
 	Pods_Update_FullMethodName       = "/rafter.core.v1.Pods/Update"
 	Pods_UpdateStatus_FullMethodName = "/rafter.core.v1.Pods/UpdateStatus"
 	Pods_GetStatus_FullMethodName    = "/rafter.core.v1.Pods/GetStatus"
+	Pods_Bind_FullMethodName         = "/rafter.core.v1.Pods/Bind"
 	Pods_Delete_FullMethodName       = "/rafter.core.v1.Pods/Delete"
 	Pods_Watch_FullMethodName        = "/rafter.core.v1.Pods/Watch"
 )
@@ -799,6 +800,7 @@ type PodsClient interface {
 	Update(ctx context.Context, in *UpdatePodRequest, opts ...grpc.CallOption) (*Pod, error)
 	UpdateStatus(ctx context.Context, in *UpdatePodRequest, opts ...grpc.CallOption) (*Pod, error)
 	GetStatus(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*Pod, error)
+	Bind(ctx context.Context, in *CreateBindingRequest, opts ...grpc.CallOption) (*v1.Status, error)
 	Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*Pod, error)
 	Watch(ctx context.Context, in *v1.ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PodWatchEvent], error)
 }
@@ -871,6 +873,16 @@ func (c *podsClient) GetStatus(ctx context.Context, in *v1.GetRequest, opts ...g
 	return out, nil
 }
 
+func (c *podsClient) Bind(ctx context.Context, in *CreateBindingRequest, opts ...grpc.CallOption) (*v1.Status, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.Status)
+	err := c.cc.Invoke(ctx, Pods_Bind_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *podsClient) Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*Pod, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Pod)
@@ -912,6 +924,7 @@ type PodsServer interface {
 	Update(context.Context, *UpdatePodRequest) (*Pod, error)
 	UpdateStatus(context.Context, *UpdatePodRequest) (*Pod, error)
 	GetStatus(context.Context, *v1.GetRequest) (*Pod, error)
+	Bind(context.Context, *CreateBindingRequest) (*v1.Status, error)
 	Delete(context.Context, *v1.DeleteRequest) (*Pod, error)
 	Watch(*v1.ListRequest, grpc.ServerStreamingServer[PodWatchEvent]) error
 	mustEmbedUnimplementedPodsServer()
@@ -941,6 +954,9 @@ func (UnimplementedPodsServer) UpdateStatus(context.Context, *UpdatePodRequest) 
 }
 func (UnimplementedPodsServer) GetStatus(context.Context, *v1.GetRequest) (*Pod, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedPodsServer) Bind(context.Context, *CreateBindingRequest) (*v1.Status, error) {
+	return nil, status.Error(codes.Unimplemented, "method Bind not implemented")
 }
 func (UnimplementedPodsServer) Delete(context.Context, *v1.DeleteRequest) (*Pod, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
@@ -1077,6 +1093,24 @@ func _Pods_GetStatus_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Pods_Bind_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateBindingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PodsServer).Bind(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Pods_Bind_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PodsServer).Bind(ctx, req.(*CreateBindingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Pods_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
@@ -1136,6 +1170,10 @@ var Pods_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _Pods_GetStatus_Handler,
+		},
+		{
+			MethodName: "Bind",
+			Handler:    _Pods_Bind_Handler,
 		},
 		{
 			MethodName: "Delete",
