@@ -92,7 +92,9 @@ func startCluster(plat platform, n int, extra []string) (*cluster, error) {
 			c.stop()
 			return nil, err
 		}
-		conn, err := grpc.NewClient(c.grpcAddr(i), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// The final reads list every key of a long run in one response.
+		conn, err := grpc.NewClient(c.grpcAddr(i), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
 		if err != nil {
 			c.stop()
 			return nil, err
