@@ -32,6 +32,7 @@ import (
 	"github.com/rafter-dev/rafter/gen/openapiv2"
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	"github.com/rafter-dev/rafter/internal/apiserver"
+	"github.com/rafter-dev/rafter/internal/ctrl"
 	"github.com/rafter-dev/rafter/internal/fsm"
 	"github.com/rafter-dev/rafter/internal/peer"
 )
@@ -45,6 +46,9 @@ type flags struct {
 	watchWindow, gcPercent                    int
 	memoryLimit                               int64
 	noSync, pprof, staleReads, ackEarly       bool
+	clusterCIDR                               string
+	nodeCIDRMaskSize                          int
+	loops                                     bool
 }
 
 func main() {
@@ -73,6 +77,9 @@ func main() {
 	fs.BoolVar(&f.ackEarly, "unsafe-ack-before-commit", false, "BROKEN ON PURPOSE, for checker tests: acknowledge writes before Raft commits them")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.clusterCIDR, "cluster-cidr", ctrl.DefaultPodCIDRs().ClusterCIDR.String(), "range the nodes' pod CIDRs are cut from")
+	fs.IntVar(&f.nodeCIDRMaskSize, "node-cidr-mask-size", ctrl.DefaultPodCIDRs().NodeMaskSize, "prefix length of each node's pod CIDR")
+	fs.BoolVar(&f.loops, "controllers", true, "run the scheduler and controllers while this peer leads")
 	_ = fs.Parse(os.Args[1:])
 
 	if err := run(f); err != nil {
@@ -173,6 +180,19 @@ func run(f flags) error {
 		return fmt.Errorf("dial own gRPC address: %w", err)
 	}
 	defer self.Close()
+
+	if f.loops {
+		lcfg := ctrl.DefaultLoopsConfig()
+		lcfg.Logger = logger
+		if lcfg.PodCIDRs.ClusterCIDR, err = netip.ParsePrefix(f.clusterCIDR); err != nil {
+			return fmt.Errorf("--cluster-cidr: %w", err)
+		}
+		lcfg.PodCIDRs.NodeMaskSize = f.nodeCIDRMaskSize
+		if err := lcfg.Validate(); err != nil {
+			return err
+		}
+		p.OnLeader(func(ctx context.Context) error { return ctrl.RunLoops(ctx, self, lcfg) })
+	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

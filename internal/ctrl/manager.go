@@ -1,0 +1,52 @@
+package ctrl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+)
+
+// LoopsConfig configures every leader-run loop.
+type LoopsConfig struct {
+	Scheduler SchedulerConfig
+	PodCIDRs  PodCIDRs
+	Clock     Clock
+	Logger    *slog.Logger
+}
+
+// DefaultLoopsConfig returns the control plane's defaults.
+func DefaultLoopsConfig() LoopsConfig {
+	return LoopsConfig{Scheduler: DefaultSchedulerConfig(), PodCIDRs: DefaultPodCIDRs(), Clock: RealClock(), Logger: slog.Default()}
+}
+
+// Validate checks the settings of every loop.
+func (c LoopsConfig) Validate() error {
+	if c.Clock == nil || c.Logger == nil {
+		return errors.New("loops: clock and logger are required")
+	}
+	return errors.Join(c.Scheduler.Validate(), c.PodCIDRs.Validate())
+}
+
+// RunLoops runs the scheduler and the controllers against the API behind conn
+// until ctx ends (the leadership term ends), and returns when all of them have
+// stopped. They hold no state across terms: each term starts from a fresh list.
+func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	scfg := cfg.Scheduler
+	scfg.Clock, scfg.Logger = cfg.Clock, cfg.Logger.With("loop", "scheduler")
+	s, err := NewScheduler(conn, scfg)
+	if err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
+	ipam := NewNodeIPAM(conn, cfg.PodCIDRs, cfg.Clock, cfg.Logger.With("loop", "nodeipam"))
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Run(ctx) })
+	g.Go(func() error { return ipam.Run(ctx) })
+	return g.Wait()
+}

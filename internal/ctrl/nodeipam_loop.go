@@ -1,0 +1,129 @@
+package ctrl
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
+)
+
+// NodeIPAM gives every node without one a spec.podCIDR from the cluster CIDR
+// (see PodCIDRs.Assign), writing each node with its resourceVersion as
+// precondition. Ranges it handed out stay reserved until its informer shows them.
+type NodeIPAM struct {
+	conn   grpc.ClientConnInterface
+	cidrs  PodCIDRs
+	clock  Clock
+	logger *slog.Logger
+	wake   chan struct{}
+
+	mu       sync.Mutex        // guards inflight
+	inflight map[string]string // node -> CIDR written but not yet seen
+}
+
+// NewNodeIPAM returns the loop; cidrs must be valid.
+func NewNodeIPAM(conn grpc.ClientConnInterface, cidrs PodCIDRs, clock Clock, logger *slog.Logger) *NodeIPAM {
+	return &NodeIPAM{conn: conn, cidrs: cidrs, clock: clock, logger: logger, wake: make(chan struct{}, 1), inflight: map[string]string{}}
+}
+
+func (n *NodeIPAM) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run assigns ranges until ctx ends.
+func (n *NodeIPAM) Run(ctx context.Context) error {
+	nodes := corev1.NewNodesClient(n.conn)
+	icfg := DefaultInformerConfig()
+	icfg.Name, icfg.Clock, icfg.Logger = "nodeipam-nodes", n.clock, n.logger
+	inf, err := NewInformer(NewGRPCListWatcher(nodes.List, nodes.Watch, nil), icfg)
+	if err != nil {
+		return err
+	}
+	_ = inf.AddHandler(HandlerFuncs[*corev1.Node]{
+		Add:    func(*corev1.Node) { n.poke() },
+		Update: func(_, x *corev1.Node) { n.poke() },
+	})
+	done := make(chan error, 1)
+	go func() { done <- inf.Run(ctx) }()
+	if err := inf.WaitSynced(ctx); err != nil {
+		return <-done
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return <-done
+		case <-n.wake:
+		}
+		n.pass(ctx, nodes, inf)
+	}
+}
+
+func (n *NodeIPAM) pass(ctx context.Context, client corev1.NodesClient, inf *Informer[*corev1.Node]) {
+	all := inf.List()
+	view := make([]*corev1.Node, 0, len(all))
+	n.mu.Lock()
+	for _, x := range all {
+		name := x.GetMetadata().GetName()
+		if x.GetSpec().GetPodCIDR() != "" {
+			delete(n.inflight, name)
+			view = append(view, x)
+			continue
+		}
+		if c, ok := n.inflight[name]; ok {
+			x = proto.Clone(x).(*corev1.Node)
+			if x.Spec == nil {
+				x.Spec = &corev1.NodeSpec{}
+			}
+			x.Spec.PodCIDR = c
+		}
+		view = append(view, x)
+	}
+	n.mu.Unlock()
+	assign, err := n.cidrs.Assign(view)
+	if err != nil {
+		n.logger.Warn("pod CIDRs", "err", err)
+	}
+	for name, cidr := range assign {
+		cur, ok := inf.Get("", name)
+		if !ok {
+			continue
+		}
+		next := proto.Clone(cur).(*corev1.Node)
+		if next.Spec == nil {
+			next.Spec = &corev1.NodeSpec{}
+		}
+		next.Spec.PodCIDR, next.Spec.PodCIDRs = cidr, []string{cidr}
+		n.mu.Lock()
+		n.inflight[name] = cidr
+		n.mu.Unlock()
+		_, err := client.Update(ctx, &corev1.UpdateNodeRequest{Name: name, Body: next})
+		if err != nil {
+			n.mu.Lock()
+			delete(n.inflight, name)
+			n.mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			n.logger.Debug("assign pod CIDR", "node", name, "err", err)
+			t := n.clock.NewTimer(time.Second)
+			go func() {
+				defer t.Stop()
+				select {
+				case <-t.C():
+					n.poke()
+				case <-ctx.Done():
+				}
+			}()
+			continue
+		}
+		n.logger.Info("assigned pod CIDR", "node", name, "cidr", cidr)
+	}
+}
