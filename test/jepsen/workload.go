@@ -88,8 +88,11 @@ func (k keySpace) pick(rng *rand.Rand) string {
 // "set" only creates of fresh keys, otherwise mostly register reads, writes and
 // compare-and-sets, with a create now and then.
 func (c *cluster) client(ctx context.Context, id int, workload string, keys keySpace, rec *recorder, rng *rand.Rand, opTimeout time.Duration) {
+	// Operations in flight when the run ends finish under their own timeout
+	// rather than turn indeterminate all at once.
+	runCtx, ctx := ctx, context.WithoutCancel(ctx)
 	seq := 0
-	for ctx.Err() == nil {
+	for runCtx.Err() == nil {
 		conn := c.conns[rng.IntN(len(c.conns))]
 		key := keys.pick(rng)
 		switch r := rng.IntN(10); {

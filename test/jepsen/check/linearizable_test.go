@@ -265,8 +265,8 @@ func TestLinearizable(t *testing.T) {
 
 func TestLinearizableVisualizesBadKeysOnly(t *testing.T) {
 	h := History{Ops: []Op{
-		write(0, "good", "g1", "4", 0, 10),
-		write(0, "stale", "s1", "5", 0, 10),
+		create(0, "good", "g1", "4", 0, 10),
+		create(0, "stale", "s1", "5", 0, 10),
 		write(0, "stale", "s2", "7", 20, 30),
 		read(1, "stale", "s1", "5", 40, 50),
 		read(1, "good", "g1", "4", 40, 50),

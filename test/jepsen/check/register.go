@@ -97,6 +97,13 @@ func stepRegister(s regState, in regInput, out regOutput, known map[string]bool)
 		return []regState{s}
 
 	case Write:
+		// An update without precondition. One that did not answer cannot
+		// have created the key: an update of an absent key fails with
+		// NotFound (the client then records a create instead). An OK one is
+		// taken as an upsert.
+		if !s.exists && out.result == Info {
+			return []regState{s}
+		}
 		return []regState{written}
 
 	case Create:

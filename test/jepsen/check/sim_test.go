@@ -73,6 +73,10 @@ func simulate(cfg simConfig) simResult {
 			ok := true
 			reason := ""
 			switch {
+			case op.Kind == Write && !exists && op.Result == Info:
+				ok = false // the update found nothing; the client never learned it
+			case op.Kind == Write && !exists:
+				op.Kind = Create // the client saw NotFound and created the key, as workload.go does
 			case op.Kind == Create && exists:
 				ok, reason = false, "AlreadyExists: exists"
 			case op.Kind == CAS && !exists:

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rafter-dev/rafter/test/jepsen"
+	"github.com/rafter-dev/rafter/test/jepsen/check"
 )
 
 func main() {
@@ -37,7 +39,11 @@ func main() {
 	flag.DurationVar(&cfg.OpTimeout, "op-timeout", 3*time.Second, "timeout of one client operation")
 	flag.StringVar(&extra, "controlplane-flags", "", "extra controlplane flags, space-separated (e.g. --unsafe-stale-reads)")
 	flag.StringVar(&only, "fault-kinds", "", "comma-separated fault kinds to inject (default all)")
+	recheck := flag.String("recheck", "", "check the history.json of an earlier report again (linearizability only) instead of running")
 	flag.Parse()
+	if *recheck != "" {
+		os.Exit(recheckHistory(*recheck))
+	}
 	cfg.Extra = strings.Fields(extra)
 	if only != "" {
 		cfg.FaultKinds = strings.Split(only, ",")
@@ -54,4 +60,24 @@ func main() {
 	if !res.Linearizable || len(res.WatchProblems) > 0 || len(res.Lost) > 0 || !res.Converged {
 		os.Exit(1)
 	}
+}
+
+// recheckHistory runs the linearizability checker on a saved history.
+func recheckHistory(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	var h check.History
+	if err := json.Unmarshal(b, &h.Ops); err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", path+":", err)
+		return 2
+	}
+	ok, bad, _ := check.Linearizable(h, 5*time.Minute)
+	fmt.Printf("ops=%d linearizable=%t bad=%v\n", len(h.Ops), ok, bad)
+	if !ok {
+		return 1
+	}
+	return 0
 }
