@@ -19,7 +19,7 @@ GRPC_GATEWAY       := v2.33.0
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/controlplane ./cmd/ctl
+	$(GO) build -o $(BIN)/ ./cmd/controlplane ./cmd/ctl ./cmd/nodeagent
 
 tools:
 	@command -v buf >/dev/null && buf --version 2>/dev/null | grep -q $(BUF_VERSION:v%=%) || $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -92,8 +92,10 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 	switch method {
 	case "Create", "Update", "UpdateStatus", "Delete", "Bind":
 		// A new leader's state may lag what earlier leaders acknowledged until its
-		// first barrier; validating against it could answer NotFound wrongly.
-		if err := s.peer.LeaderReady(ctx); err != nil {
+		// first barrier, and any leader's FSM may trail what a follower already
+		// applied and showed; validating against either could answer NotFound
+		// wrongly.
+		if err := s.peer.LeaderCaughtUp(ctx); err != nil {
 			return nil, statusFromStore(*k, "", err)
 		}
 	}

@@ -288,6 +288,19 @@ func (p *Peer) LeaderReady(ctx context.Context) error {
 	return p.ensureBarrier(ctx, p.raft.CurrentTerm())
 }
 
+// LeaderCaughtUp is LeaderReady, then waits until this leader's FSM has applied
+// everything committed when it was called. A leader's FSM applies committed
+// entries asynchronously and may trail a follower that already applied (and
+// showed in a watch) an entry; a write validated against the leader's state must
+// not be older than what any client could have seen. No quorum round is needed:
+// the commit index is the leader's own.
+func (p *Peer) LeaderCaughtUp(ctx context.Context) error {
+	if err := p.LeaderReady(ctx); err != nil {
+		return err
+	}
+	return p.WaitApplied(ctx, p.fsmIndex(p.raft.CommitIndex()))
+}
+
 // Propose replicates cmd and returns its log index and the FSM's result. It fails with
 // ErrNotLeader on a follower. When ctx ends first the write may still be applied.
 func (p *Peer) Propose(ctx context.Context, cmd *fsmv1.Command) (uint64, *fsm.Result, error) {
