@@ -45,8 +45,13 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 		return fmt.Errorf("scheduler: %w", err)
 	}
 	ipam := NewNodeIPAM(conn, cfg.PodCIDRs, cfg.Clock, cfg.Logger.With("loop", "nodeipam"))
+	workloads, err := NewWorkloads(conn, cfg.Clock, cfg.Logger.With("loop", "workloads"))
+	if err != nil {
+		return fmt.Errorf("workload controllers: %w", err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Run(ctx) })
 	g.Go(func() error { return ipam.Run(ctx) })
+	g.Go(func() error { return workloads.Run(ctx) })
 	return g.Wait()
 }
