@@ -20,7 +20,7 @@ import (
 
 // The multi-process harness: real controlplane binaries on loopback ports.
 
-var controlplaneBin, ctlBin string
+var controlplaneBin, ctlBin, nodeagentBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rafter-e2e-bin")
@@ -30,10 +30,11 @@ func TestMain(m *testing.M) {
 	}
 	controlplaneBin = filepath.Join(dir, "controlplane")
 	ctlBin = filepath.Join(dir, "ctl")
-	build := exec.Command("go", "build", "-o", dir, "../cmd/controlplane", "../cmd/ctl")
+	nodeagentBin = filepath.Join(dir, "nodeagent")
+	build := exec.Command("go", "build", "-o", dir, "../cmd/controlplane", "../cmd/ctl", "../cmd/nodeagent")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build controlplane and ctl:", err)
+		fmt.Fprintln(os.Stderr, "build controlplane, ctl and nodeagent:", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -53,5 +53,7 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 	g.Go(func() error { return s.Run(ctx) })
 	g.Go(func() error { return ipam.Run(ctx) })
 	g.Go(func() error { return workloads.Run(ctx) })
+	gc := NewGarbageCollector(conn, cfg.Clock, cfg.Logger.With("loop", "gc"))
+	g.Go(func() error { return gc.Run(ctx) })
 	return g.Wait()
 }

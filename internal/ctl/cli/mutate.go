@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
@@ -132,44 +131,6 @@ func newLabel(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "allow changing an existing label's value")
-	return cmd
-}
-
-func newScale(e *env) *cobra.Command {
-	var replicas int32
-	cmd := &cobra.Command{
-		Use:   "scale KIND NAME --replicas=N",
-		Short: "Set the number of replicas of a deployment, replica set or stateful set",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if replicas < 0 {
-				return fmt.Errorf("--replicas is required and must be >= 0")
-			}
-			_, targets, err := parseTargets(args, false)
-			if err != nil {
-				return err
-			}
-			for _, t := range targets {
-				switch t.kind.Kind {
-				case "Deployment", "ReplicaSet", "StatefulSet":
-				default:
-					return fmt.Errorf("%s cannot be scaled", t.kind.Resource)
-				}
-				_, err := e.update(cmd, t, func(obj metaObject) error {
-					m := obj.ProtoReflect()
-					spec := m.Mutable(m.Descriptor().Fields().ByName("spec")).Message()
-					spec.Set(spec.Descriptor().Fields().ByName("replicas"), protoreflect.ValueOfInt32(replicas))
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(e.Out, "%s scaled\n", printers.ResourceName(t.kind, t.name))
-			}
-			return nil
-		},
-	}
-	cmd.Flags().Int32Var(&replicas, "replicas", -1, "the new number of replicas")
 	return cmd
 }
 

@@ -88,6 +88,7 @@ func NewRoot(s Streams) *cobra.Command {
 	root.AddCommand(
 		newApply(e), newGet(e), newDescribe(e), newDelete(e), newCreate(e), newLabel(e),
 		newScale(e), newEdit(e), newAPIResources(e), newVersion(e), newCluster(e), newSnapshot(e),
+		newRollout(e), newCordon(e), newUncordon(e), newDrain(e),
 	)
 	for _, c := range root.Commands() {
 		switch c.Name() {
