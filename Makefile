@@ -14,7 +14,7 @@ PROTOC_GEN_GO      := v1.36.12
 PROTOC_GEN_GO_GRPC := v1.6.2
 GRPC_GATEWAY       := v2.33.0
 
-.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store jepsen jepsen-docker docker-engine docker-image clean
+.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store bench-sched jepsen jepsen-docker docker-engine docker-image clean
 
 all: build
 
@@ -83,3 +83,10 @@ bench: bench-store
 
 clean:
 	rm -rf $(BIN) $(RUN_DIR)
+
+# The scheduler and controllers at scale: 3 peers and hollow nodes (not in make test).
+# make bench-sched BENCH_SCHED_FLAGS='--scenarios=1000x10000'
+BENCH_SCHED_FLAGS ?=
+bench-sched:
+	$(GO) build -o $(BIN)/controlplane ./cmd/controlplane
+	$(GO) run ./test/bench/sched --controlplane=$(BIN)/controlplane $(BENCH_SCHED_FLAGS)
