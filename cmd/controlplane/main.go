@@ -49,6 +49,7 @@ type flags struct {
 	clusterCIDR                               string
 	nodeCIDRMaskSize                          int
 	loops                                     bool
+	nodeGrace, podEviction                    time.Duration
 }
 
 func main() {
@@ -79,6 +80,8 @@ func main() {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.clusterCIDR, "cluster-cidr", ctrl.DefaultPodCIDRs().ClusterCIDR.String(), "range the nodes' pod CIDRs are cut from")
 	fs.IntVar(&f.nodeCIDRMaskSize, "node-cidr-mask-size", ctrl.DefaultPodCIDRs().NodeMaskSize, "prefix length of each node's pod CIDR")
+	fs.DurationVar(&f.nodeGrace, "node-grace-period", ctrl.DefaultNodeLifecycleConfig().NodeGracePeriod, "how long a node's Lease may go unrenewed before the node is marked unreachable (Ready=Unknown, tainted)")
+	fs.DurationVar(&f.podEviction, "pod-eviction-timeout", ctrl.DefaultNodeLifecycleConfig().PodEvictionTimeout, "how long pods stay on an unreachable node before they are deleted (tolerationSeconds of the unreachable NoExecute taint overrides)")
 	fs.BoolVar(&f.loops, "controllers", true, "run the scheduler and controllers while this peer leads")
 	_ = fs.Parse(os.Args[1:])
 
@@ -188,6 +191,7 @@ func run(f flags) error {
 			return fmt.Errorf("--cluster-cidr: %w", err)
 		}
 		lcfg.PodCIDRs.NodeMaskSize = f.nodeCIDRMaskSize
+		lcfg.NodeLifecycle.NodeGracePeriod, lcfg.NodeLifecycle.PodEvictionTimeout = f.nodeGrace, f.podEviction
 		if err := lcfg.Validate(); err != nil {
 			return err
 		}

@@ -12,15 +12,17 @@ import (
 
 // LoopsConfig configures every leader-run loop.
 type LoopsConfig struct {
-	Scheduler SchedulerConfig
-	PodCIDRs  PodCIDRs
-	Clock     Clock
-	Logger    *slog.Logger
+	Scheduler     SchedulerConfig
+	PodCIDRs      PodCIDRs
+	NodeLifecycle NodeLifecycleConfig
+	Clock         Clock
+	Logger        *slog.Logger
 }
 
 // DefaultLoopsConfig returns the control plane's defaults.
 func DefaultLoopsConfig() LoopsConfig {
-	return LoopsConfig{Scheduler: DefaultSchedulerConfig(), PodCIDRs: DefaultPodCIDRs(), Clock: RealClock(), Logger: slog.Default()}
+	return LoopsConfig{Scheduler: DefaultSchedulerConfig(), PodCIDRs: DefaultPodCIDRs(),
+		NodeLifecycle: DefaultNodeLifecycleConfig(), Clock: RealClock(), Logger: slog.Default()}
 }
 
 // Validate checks the settings of every loop.
@@ -28,7 +30,7 @@ func (c LoopsConfig) Validate() error {
 	if c.Clock == nil || c.Logger == nil {
 		return errors.New("loops: clock and logger are required")
 	}
-	return errors.Join(c.Scheduler.Validate(), c.PodCIDRs.Validate())
+	return errors.Join(c.Scheduler.Validate(), c.PodCIDRs.Validate(), c.NodeLifecycle.Validate())
 }
 
 // RunLoops runs the scheduler and the controllers against the API behind conn
@@ -55,5 +57,12 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 	g.Go(func() error { return workloads.Run(ctx) })
 	gc := NewGarbageCollector(conn, cfg.Clock, cfg.Logger.With("loop", "gc"))
 	g.Go(func() error { return gc.Run(ctx) })
+	nl, err := NewNodeLifecycle(conn, cfg.NodeLifecycle, cfg.Clock, cfg.Logger.With("loop", "nodelifecycle"))
+	if err != nil {
+		return fmt.Errorf("node lifecycle: %w", err)
+	}
+	g.Go(func() error { return nl.Run(ctx) })
+	ep := NewEndpoints(conn, cfg.Clock, cfg.Logger.With("loop", "endpoints"))
+	g.Go(func() error { return ep.Run(ctx) })
 	return g.Wait()
 }
