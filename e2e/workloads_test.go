@@ -18,16 +18,18 @@ import (
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 )
 
-// startHollow runs `nodeagent --hollow=n` against every peer until the test ends.
-func (c *cluster) startHollow(n int, prefix string) {
+// startHollow runs `nodeagent --hollow=n` against every peer until the test ends
+// (or the returned process is killed).
+func (c *cluster) startHollow(n int, prefix string, extra ...string) *exec.Cmd {
 	c.t.Helper()
 	var addrs []string
 	for _, p := range c.procs {
 		addrs = append(addrs, p.grpcAddr)
 	}
 	log := &syncBuffer{}
-	cmd := exec.Command(nodeagentBin, fmt.Sprintf("--hollow=%d", n), "--name="+prefix, "--server="+strings.Join(addrs, ","),
-		"--hollow-lease-interval=2s", "--hollow-cpu=4", "--hollow-memory=16Gi", "--log-level=warn")
+	args := append([]string{fmt.Sprintf("--hollow=%d", n), "--name=" + prefix, "--server=" + strings.Join(addrs, ","),
+		"--hollow-lease-interval=1s", "--hollow-cpu=4", "--hollow-memory=16Gi", "--log-level=warn"}, extra...)
+	cmd := exec.Command(nodeagentBin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -46,6 +48,7 @@ func (c *cluster) startHollow(n int, prefix string) {
 			c.t.Logf("nodeagent log:\n%s", tail(log.String(), 40))
 		}
 	})
+	return cmd
 }
 
 func (c *cluster) conn(i int) *grpc.ClientConn {
@@ -250,4 +253,204 @@ spec:
 		}
 		return nil
 	})
+}
+
+// runningPods returns the Running and Ready pods with the label app=app by name,
+// with their nodes.
+func runningPods(ctx context.Context, pods corev1.PodsClient, app string) (map[string]string, error) {
+	list, err := pods.List(ctx, &metav1.ListRequest{Namespace: "default", LabelSelector: "app=" + app})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, p := range list.GetItems() {
+		if p.GetStatus().GetPhase() == "Running" && podReady(p) {
+			out[p.GetMetadata().GetName()] = p.GetSpec().GetNodeName()
+		}
+	}
+	return out, nil
+}
+
+// TestLostPodsAndNodesAreReplaced: a deleted pod is replaced; a node whose agent
+// dies (its Lease stops) becomes NotReady and tainted, and after the (short)
+// eviction timeout its pods run on the other nodes.
+func TestLostPodsAndNodesAreReplaced(t *testing.T) {
+	c := newCluster(t, 3, "--node-grace-period=3s", "--pod-eviction-timeout=3s")
+	c.startHollow(2, "ha")
+	doomed := c.startHollow(1, "hb", "--hollow-node-cidr=10.201.0.0/16")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pods := corev1.NewPodsClient(c.conn(0))
+	manifest := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: heal}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: heal}}
+  template:
+    metadata: {labels: {app: heal}}
+    spec:
+      containers: [{name: c, image: "registry.local/heal:v1"}]
+`
+	if out, errOut, err := c.ctlRun(manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, out, errOut)
+	}
+	var running map[string]string
+	c.eventually(60*time.Second, "6 pods on 3 nodes", func() error {
+		var err error
+		running, err = runningPods(ctx, pods, "heal")
+		nodes := map[string]bool{}
+		for _, n := range running {
+			nodes[n] = true
+		}
+		if err != nil || len(running) != 6 || len(nodes) != 3 {
+			return fmt.Errorf("%v %v", running, err)
+		}
+		return nil
+	})
+	var victim string
+	for name := range running {
+		victim = name
+		break
+	}
+	if _, err := pods.Delete(ctx, &metav1.DeleteRequest{Namespace: "default", Name: victim}); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(30*time.Second, "the deleted pod replaced", func() error {
+		now, err := runningPods(ctx, pods, "heal")
+		if _, still := now[victim]; err != nil || still || len(now) != 6 {
+			return fmt.Errorf("%v %v", now, err)
+		}
+		return nil
+	})
+
+	_ = doomed.Process.Signal(syscall.SIGKILL)
+	nodes := corev1.NewNodesClient(c.conn(1))
+	c.eventually(30*time.Second, "hb-0 NotReady and tainted", func() error {
+		n, err := nodes.Get(ctx, &metav1.GetRequest{Name: "hb-0"})
+		if err != nil {
+			return err
+		}
+		tainted := false
+		for _, tn := range n.GetSpec().GetTaints() {
+			tainted = tainted || (tn.GetKey() == "node.kubernetes.io/unreachable" && tn.GetEffect() == "NoExecute")
+		}
+		if readyOf(n) != "Unknown" || !tainted {
+			return fmt.Errorf("ready %q, taints %v", readyOf(n), n.GetSpec().GetTaints())
+		}
+		return nil
+	})
+	c.eventually(60*time.Second, "6 pods on the two live nodes", func() error {
+		now, err := runningPods(ctx, pods, "heal")
+		if err != nil || len(now) != 6 {
+			return fmt.Errorf("%v %v", now, err)
+		}
+		for name, n := range now {
+			if n == "hb-0" {
+				return fmt.Errorf("pod %s still on hb-0", name)
+			}
+		}
+		return nil
+	})
+}
+
+func readyOf(n *corev1.Node) string {
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.GetType() == "Ready" {
+			return c.GetStatus()
+		}
+	}
+	return ""
+}
+
+// TestLeaderKilledDuringScaleUp: kill -9 the leader while a ReplicaSet scales
+// from 0 to 50; the new leader finishes, and a watch never sees more than 50 pods
+// of it at once.
+func TestLeaderKilledDuringScaleUp(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startHollow(3, "hk")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	leader := c.leader()
+	var watchPeer int
+	for i, p := range c.procs {
+		if p != leader {
+			watchPeer = i
+			break
+		}
+	}
+	pods := corev1.NewPodsClient(c.conn(watchPeer))
+	var mu sync.Mutex
+	live := map[string]bool{}
+	maxSeen := 0
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stream, err := pods.Watch(wctx, &metav1.ListRequest{Namespace: "default", LabelSelector: "app=burst"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			name := ev.GetObject().GetMetadata().GetName()
+			if ev.GetType() == "DELETED" {
+				delete(live, name)
+			} else {
+				live[name] = true
+			}
+			maxSeen = max(maxSeen, len(live))
+			mu.Unlock()
+		}
+	}()
+	manifest := `apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: burst}
+spec:
+  replicas: 50
+  selector: {matchLabels: {app: burst}}
+  template:
+    metadata: {labels: {app: burst}}
+    spec:
+      containers: [{name: c, image: "registry.local/burst:v1"}]
+`
+	if out, errOut, err := c.ctlRun(manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, out, errOut)
+	}
+	c.eventually(30*time.Second, "the scale-up under way", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(live) < 5 {
+			return fmt.Errorf("%d pods", len(live))
+		}
+		return nil
+	})
+	c.kill9(leader)
+	mu.Lock()
+	atKill := len(live)
+	mu.Unlock()
+	c.eventually(90*time.Second, "50 running pods", func() error {
+		now, err := runningPods(ctx, pods, "burst")
+		if err != nil || len(now) != 50 {
+			return fmt.Errorf("%d running, %v", len(now), err)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // a late duplicate would show up now
+	list, err := pods.List(ctx, &metav1.ListRequest{Namespace: "default", LabelSelector: "app=burst"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("pods when the leader was killed: %d; most at once: %d", atKill, maxSeen)
+	if maxSeen > 50 || len(list.GetItems()) != 50 {
+		t.Fatalf("at most 50 pods allowed: the watch saw %d at once, %d exist now", maxSeen, len(list.GetItems()))
+	}
+	if atKill >= 50 {
+		t.Fatalf("the leader was killed only after the scale-up had finished (%d pods): nothing was tested", atKill)
+	}
 }
