@@ -51,6 +51,29 @@ func (c *cluster) startHollow(n int, prefix string, extra ...string) *exec.Cmd {
 	return cmd
 }
 
+// waitNodes waits until n nodes are Ready and have a pod CIDR, so that what the
+// test creates next is scheduled over all of them.
+func (c *cluster) waitNodes(n int) {
+	c.t.Helper()
+	nodes := corev1.NewNodesClient(c.conn(0))
+	c.eventually(60*time.Second, fmt.Sprintf("%d Ready nodes", n), func() error {
+		list, err := nodes.List(context.Background(), &metav1.ListRequest{})
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, nd := range list.GetItems() {
+			if readyOf(nd) == "True" && nd.GetSpec().GetPodCIDR() != "" {
+				ready++
+			}
+		}
+		if ready != n {
+			return fmt.Errorf("%d of %d", ready, n)
+		}
+		return nil
+	})
+}
+
 func (c *cluster) conn(i int) *grpc.ClientConn {
 	c.t.Helper()
 	conn, err := grpc.NewClient(c.procs[i].grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -145,6 +168,7 @@ func deploymentImages(t *testing.T, ctx context.Context, pods corev1.PodsClient,
 func TestDeploymentRollsOutOnHollowNodes(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startHollow(3, "hn")
+	c.waitNodes(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pods := corev1.NewPodsClient(c.conn(1))
@@ -278,6 +302,7 @@ func TestLostPodsAndNodesAreReplaced(t *testing.T) {
 	c := newCluster(t, 3, "--node-grace-period=3s", "--pod-eviction-timeout=3s")
 	c.startHollow(2, "ha")
 	doomed := c.startHollow(1, "hb", "--hollow-node-cidr=10.201.0.0/16")
+	c.waitNodes(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pods := corev1.NewPodsClient(c.conn(0))
@@ -369,6 +394,7 @@ func readyOf(n *corev1.Node) string {
 func TestLeaderKilledDuringScaleUp(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startHollow(3, "hk")
+	c.waitNodes(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	leader := c.leader()

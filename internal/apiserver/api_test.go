@@ -326,8 +326,12 @@ func TestMetadataRulesAndNamespaces(t *testing.T) {
 	if code, b, _ := c.Do(2, "DELETE", "/api/v1/namespaces/team", ""); code != 200 {
 		t.Fatalf("%d %s", code, b)
 	}
+	// No namespace controller runs here: the namespace stays Terminating with its
+	// contents (internal/ctrl's TestNamespaceDeletion covers the rest).
 	runCases(t, c, []apiCase{
-		{"contents gone with the namespace", "GET", "/api/v1/namespaces/team/configmaps/x", "", 404, nil, nil},
-		{"create in the deleted namespace", "POST", "/api/v1/namespaces/team/configmaps", `{"metadata":{"name":"y"}}`, 404, []string{`namespaces \"team\" not found`}, nil},
+		{"terminating", "GET", "/api/v1/namespaces/team", "", 200, []string{`"phase":"Terminating"`, `"finalizers":["kubernetes"]`, `"deletionTimestamp"`}, nil},
+		{"deleting again changes nothing", "DELETE", "/api/v1/namespaces/team", "", 200, []string{`"phase":"Terminating"`}, nil},
+		{"contents stay until the controller deletes them", "GET", "/api/v1/namespaces/team/configmaps/x", "", 200, nil, nil},
+		{"no new content", "POST", "/api/v1/namespaces/team/configmaps", `{"metadata":{"name":"y"}}`, 403, []string{`unable to create new content in namespace team because it is being terminated`}, nil},
 	})
 }

@@ -165,7 +165,7 @@ func init() {
 			return errs
 		},
 		supported: slices.Concat(workloadSupported, []string{"spec.serviceName", "spec.volumeClaimTemplates",
-			"spec.podManagementPolicy", "spec.updateStrategy"}),
+			"spec.podManagementPolicy", "spec.updateStrategy", "spec.persistentVolumeClaimRetentionPolicy", "spec.ordinals"}),
 	}
 	strategies["DaemonSet"] = strategy{
 		name:          apivalidation.NameIsDNSSubdomain,

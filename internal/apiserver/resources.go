@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	fsmv1 "github.com/rafter-dev/rafter/gen/rafter/fsm/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	"github.com/rafter-dev/rafter/internal/fsm"
@@ -168,8 +169,12 @@ func (s *Server) create(ctx context.Context, k *kindInfo, req proto.Message) (pr
 	}
 	view := s.fsm.View()
 	if k.Namespaced {
-		if _, ok := view.Get("Namespace", "", ns); !ok {
+		nsObj, ok := view.Get("Namespace", "", ns)
+		if !ok {
 			return nil, statusFromStore(*k, md.Name, &fsm.NamespaceNotFoundError{Namespace: ns})
+		}
+		if err := namespaceTerminating(*k, md.Name, nsObj.(*corev1.Namespace)); err != nil {
+			return nil, err
 		}
 	}
 	if _, exists := view.Get(k.Kind.Kind, md.Namespace, md.Name); exists {
@@ -341,6 +346,11 @@ func (s *Server) remove(ctx context.Context, k *kindInfo, req *metav1.DeleteRequ
 	if k.Kind.Kind == "Namespace" && systemNamespaces[req.GetName()] {
 		return nil, apiError(ReasonForbidden, fmt.Sprintf("namespaces %q is forbidden: this namespace may not be deleted", req.GetName()),
 			&metav1.StatusDetails{Name: req.GetName(), Kind: "namespaces"})
+	}
+	if k.Kind.Kind == "Namespace" {
+		if obj, done, err := s.terminateNamespace(ctx, k, req); done {
+			return obj, err
+		}
 	}
 	pre := req.GetBody().GetPreconditions()
 	del := &fsmv1.Delete{Kind: k.Kind.Kind, Namespace: ns, Name: req.GetName(),

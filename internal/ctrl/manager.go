@@ -64,5 +64,12 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 	g.Go(func() error { return nl.Run(ctx) })
 	ep := NewEndpoints(conn, cfg.Clock, cfg.Logger.With("loop", "endpoints"))
 	g.Go(func() error { return ep.Run(ctx) })
+	nsc := NewNamespaceController(conn, cfg.Clock, cfg.Logger.With("loop", "namespaces"))
+	g.Go(func() error { return nsc.Run(ctx) })
+	sets, err := NewSets(conn, cfg.Clock, cfg.Logger.With("loop", "sets"))
+	if err != nil {
+		return fmt.Errorf("daemonset and statefulset controllers: %w", err)
+	}
+	g.Go(func() error { return sets.Run(ctx) })
 	return g.Wait()
 }
