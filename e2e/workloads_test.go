@@ -480,3 +480,96 @@ spec:
 		t.Fatalf("the leader was killed only after the scale-up had finished (%d pods): nothing was tested", atKill)
 	}
 }
+
+// TestUnschedulablePodWaitsForABigEnoughNode: a pod asking for more cpu than any
+// node has stays Pending with kube-scheduler's FailedScheduling text; a node big
+// enough arriving schedules it.
+func TestUnschedulablePodWaitsForABigEnoughNode(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startHollow(3, "hs") // 4 cpu each
+	c.waitNodes(3)
+	pod := `apiVersion: v1
+kind: Pod
+metadata: {name: big}
+spec:
+  containers: [{name: c, image: "registry.local/big:v1", resources: {requests: {cpu: "6"}}}]
+`
+	if out, errOut, err := c.ctlRun(pod, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, out, errOut)
+	}
+	want := "0/3 nodes are available: 3 Insufficient cpu."
+	c.eventually(30*time.Second, "FailedScheduling event", func() error {
+		out := c.ctl("get", "events")
+		if !strings.Contains(out, "FailedScheduling") || !strings.Contains(out, want) {
+			return fmt.Errorf("events:\n%s", out)
+		}
+		return nil
+	})
+	pods := corev1.NewPodsClient(c.conn(1))
+	ctx := context.Background()
+	p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "big"})
+	if err != nil || p.GetSpec().GetNodeName() != "" || p.GetStatus().GetPhase() != "Pending" {
+		t.Fatalf("big: node %q phase %q (%v)", p.GetSpec().GetNodeName(), p.GetStatus().GetPhase(), err)
+	}
+	c.startHollow(1, "hbig", "--hollow-cpu=8", "--hollow-node-cidr=10.202.0.0/16")
+	c.eventually(60*time.Second, "big scheduled on the big node", func() error {
+		p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "big"})
+		if err != nil || p.GetSpec().GetNodeName() != "hbig-0" {
+			return fmt.Errorf("node %q (%v)", p.GetSpec().GetNodeName(), err)
+		}
+		return nil
+	})
+}
+
+// TestNamespaceDeletionEmptiesItFirst: deleting a namespace shows it Terminating,
+// deletes what is in it, then the namespace.
+func TestNamespaceDeletionEmptiesItFirst(t *testing.T) {
+	c := newCluster(t, 3)
+	manifest := `apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team}
+data: {a: "1"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: team}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: c, image: "registry.local/api:v1"}]
+`
+	if out, errOut, err := c.ctlRun(manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, out, errOut)
+	}
+	c.eventually(30*time.Second, "the Deployment's pods", func() error {
+		out := c.ctl("get", "pods", "-n", "team")
+		if strings.Count(out, "api-") != 2 {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
+	out := c.ctl("delete", "namespace", "team")
+	if !strings.Contains(out, "team") || !strings.Contains(out, "deleted") {
+		t.Fatalf("delete: %q", out)
+	}
+	c.eventually(60*time.Second, "namespace team gone", func() error {
+		code, b, _ := c.do(c.procs[0], "GET", "/api/v1/namespaces/team", "")
+		if code != 404 {
+			return fmt.Errorf("%d %s", code, b)
+		}
+		return nil
+	})
+	for _, path := range []string{"/api/v1/namespaces/team/configmaps", "/api/v1/namespaces/team/pods", "/apis/apps/v1/namespaces/team/deployments"} {
+		code, b, _ := c.do(c.procs[1], "GET", path, "")
+		if code != 200 || !strings.Contains(string(b), `"items":[]`) {
+			t.Errorf("%s after the namespace went: %d %s", path, code, b)
+		}
+	}
+}
