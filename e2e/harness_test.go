@@ -71,23 +71,58 @@ func freePort(t *testing.T) string {
 
 // newCluster starts n bootstrapped peers with extra flags and waits until every
 // peer serves a linearizable read of the default namespace.
+//
+// Ports come from freePort, which closes its listener before the peer binds: an
+// outgoing connection may take the port meanwhile, and the peer then exits at
+// once. Such a cluster is thrown away and started again on new ports.
 func newCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir()}
-	var boot []string
-	for i := 0; i < n; i++ {
-		p := c.newProc(fmt.Sprintf("p%d", i+1), extra...)
-		boot = append(boot, p.id+"="+p.raftAddr)
-	}
-	for _, p := range c.procs {
-		p.args = append(p.args, "--bootstrap="+strings.Join(boot, ","))
-		c.start(p)
+	var c *cluster
+	for attempt := 1; ; attempt++ {
+		c = &cluster{t: t, dir: t.TempDir()}
+		var boot []string
+		for i := 0; i < n; i++ {
+			p := c.newProc(fmt.Sprintf("p%d", i+1), extra...)
+			boot = append(boot, p.id+"="+p.raftAddr)
+		}
+		for _, p := range c.procs {
+			p.args = append(p.args, "--bootstrap="+strings.Join(boot, ","))
+			c.start(p)
+		}
+		exited := c.exitedWithin(500 * time.Millisecond)
+		if exited == nil {
+			break
+		}
+		c.stopAll()
+		if attempt == 3 {
+			t.Fatalf("peer %s exited at start three times:\n%s", exited.id, tail(exited.log.String(), 20))
+		}
+		t.Logf("peer %s exited at start (a port taken?), starting the cluster again:\n%s", exited.id, tail(exited.log.String(), 5))
 	}
 	t.Cleanup(c.stopAll)
 	for _, p := range c.procs {
 		c.waitReady(p)
 	}
 	return c
+}
+
+// exitedWithin returns a peer that exits within d, or nil.
+func (c *cluster) exitedWithin(d time.Duration) *proc {
+	deadline := time.After(d)
+	for {
+		for _, p := range c.procs {
+			select {
+			case <-p.done:
+				return p
+			default:
+			}
+		}
+		select {
+		case <-deadline:
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // newProc allocates ports and a data dir for a peer without starting it.
@@ -143,6 +178,9 @@ func (c *cluster) stopAll() {
 		}
 		select {
 		case <-p.done:
+			if c.t.Failed() {
+				c.t.Logf("log of %s (exited):\n%s", p.id, tail(p.log.String(), 60))
+			}
 			continue
 		default:
 		}

@@ -392,7 +392,9 @@ func readyOf(n *corev1.Node) string {
 // from 0 to 50; the new leader finishes, and a watch never sees more than 50 pods
 // of it at once.
 func TestLeaderKilledDuringScaleUp(t *testing.T) {
-	c := newCluster(t, 3)
+	// The loops' API calls are rate-limited (as kube-controller-manager's are by
+	// default) so that the scale-up lasts long enough to be interrupted.
+	c := newCluster(t, 3, "--controller-api-qps=25", "--controller-api-burst=5")
 	c.startHollow(3, "hk")
 	c.waitNodes(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

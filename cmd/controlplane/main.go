@@ -50,6 +50,8 @@ type flags struct {
 	nodeCIDRMaskSize                          int
 	loops                                     bool
 	nodeGrace, podEviction                    time.Duration
+	loopsQPS                                  float64
+	loopsBurst                                int
 }
 
 func main() {
@@ -82,6 +84,8 @@ func main() {
 	fs.IntVar(&f.nodeCIDRMaskSize, "node-cidr-mask-size", ctrl.DefaultPodCIDRs().NodeMaskSize, "prefix length of each node's pod CIDR")
 	fs.DurationVar(&f.nodeGrace, "node-grace-period", ctrl.DefaultNodeLifecycleConfig().NodeGracePeriod, "how long a node's Lease may go unrenewed before the node is marked unreachable (Ready=Unknown, tainted)")
 	fs.DurationVar(&f.podEviction, "pod-eviction-timeout", ctrl.DefaultNodeLifecycleConfig().PodEvictionTimeout, "how long pods stay on an unreachable node before they are deleted (tolerationSeconds of the unreachable NoExecute taint overrides)")
+	fs.Float64Var(&f.loopsQPS, "controller-api-qps", 0, "calls per second the scheduler and controllers may make to the API (0: no limit), like kube-controller-manager's --kube-api-qps")
+	fs.IntVar(&f.loopsBurst, "controller-api-burst", 30, "burst allowed above --controller-api-qps")
 	fs.BoolVar(&f.loops, "controllers", true, "run the scheduler and controllers while this peer leads")
 	_ = fs.Parse(os.Args[1:])
 
@@ -195,7 +199,14 @@ func run(f flags) error {
 		if err := lcfg.Validate(); err != nil {
 			return err
 		}
-		p.OnLeader(func(ctx context.Context) error { return ctrl.RunLoops(ctx, self, lcfg) })
+		loopsConn, err := grpc.NewClient(f.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(64<<20)),
+			grpc.WithUnaryInterceptor(ctrl.RateLimit(f.loopsQPS, f.loopsBurst)))
+		if err != nil {
+			return fmt.Errorf("dial own gRPC address: %w", err)
+		}
+		defer loopsConn.Close()
+		p.OnLeader(func(ctx context.Context) error { return ctrl.RunLoops(ctx, loopsConn, lcfg) })
 	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
