@@ -616,7 +616,12 @@ func (s *deploymentSync) cleanupUnhealthyReplicas(old []*appsv1.ReplicaSet, maxC
 // available pods beyond replicas - maxUnavailable.
 func (s *deploymentSync) scaleDownOldForRollingUpdate(all, old []*appsv1.ReplicaSet) int32 {
 	minAvailable := s.replicas - s.maxUnavailable
-	available := sumAvailable(all)
+	// A ReplicaSet just scaled down may still report the pods it is deleting as
+	// available; only spec.replicas of them will remain.
+	var available int32
+	for _, rs := range all {
+		available += min(rs.GetStatus().GetAvailableReplicas(), replicasOf(rs))
+	}
 	if available <= minAvailable {
 		return 0
 	}

@@ -349,14 +349,6 @@ func sumReplicas(rss []*appsv1.ReplicaSet) int32 {
 	return n
 }
 
-func sumAvailable(rss []*appsv1.ReplicaSet) int32 {
-	var n int32
-	for _, rs := range rss {
-		n += rs.GetStatus().GetAvailableReplicas()
-	}
-	return n
-}
-
 // activeReplicaSets filters out nil and scaled-to-zero ReplicaSets.
 func activeReplicaSets(rss []*appsv1.ReplicaSet) []*appsv1.ReplicaSet {
 	var out []*appsv1.ReplicaSet
