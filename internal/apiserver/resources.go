@@ -267,6 +267,7 @@ func (s *Server) update(ctx context.Context, k *kindInfo, req proto.Message, sta
 		canonicalQuantities(obj.ProtoReflect())
 		errs := validateMeta(*k, obj)
 		errs = append(errs, validateMetaUpdate(obj, old)...)
+		errs = append(errs, validateNoNewFinalizers(obj, old)...)
 		if st.validate != nil {
 			errs = append(errs, st.validate(obj, old)...)
 		}
@@ -287,7 +288,13 @@ func (s *Server) update(ctx context.Context, k *kindInfo, req proto.Message, sta
 			setWarnings(ctx, warnings)
 			return obj, nil
 		}
-		stored, err := s.put(ctx, k, obj, false, precondition)
+		var stored fsm.Object
+		var err error
+		if finalized(obj) {
+			stored, err = s.removeFinalized(ctx, k, obj, precondition)
+		} else {
+			stored, err = s.put(ctx, k, obj, false, precondition)
+		}
 		s.alloc.release(reserved)
 		if errors.Is(err, fsm.ErrConflict) && expected == "" && attempt < 5 {
 			continue // an unconditional update lost a race: read again and reapply
@@ -351,6 +358,13 @@ func (s *Server) remove(ctx context.Context, k *kindInfo, req *metav1.DeleteRequ
 		if obj, done, err := s.terminateNamespace(ctx, k, req); done {
 			return obj, err
 		}
+	}
+	policy, err := propagationPolicy(req)
+	if err != nil {
+		return nil, err
+	}
+	if obj, done, err := s.markDeleted(ctx, k, ns, req, policy); done {
+		return obj, err
 	}
 	pre := req.GetBody().GetPreconditions()
 	del := &fsmv1.Delete{Kind: k.Kind.Kind, Namespace: ns, Name: req.GetName(),

@@ -274,8 +274,10 @@ func (s *Server) forward(ctx context.Context, fullMethod string, req, resp any) 
 		}
 		var header metadata.MD
 		err = conn.Invoke(out, fullMethod, req, resp, grpc.Header(&header), grpc.WaitForReady(false))
-		if len(header.Get("warning")) > 0 {
-			_ = grpc.SetHeader(ctx, metadata.MD{"warning": header.Get("warning")})
+		for _, key := range []string{"warning", httpCodeHeader} {
+			if v := header.Get(key); len(v) > 0 {
+				_ = grpc.SetHeader(ctx, metadata.MD{key: v})
+			}
 		}
 		if !unreachable(err) || time.Now().After(deadline) {
 			return err

@@ -28,8 +28,7 @@ var (
 	// (gRPC OutOfRange, HTTP 410). The informer relists. A ListWatcher wraps
 	// its own error with it.
 	ErrGone = errors.New("resource version too old")
-	// ErrStarted: a handler or index was registered, or Run called, after Run
-	// had started.
+	// ErrStarted: Run was called a second time.
 	ErrStarted = errors.New("informer already started")
 	// ErrUnknownIndex: ByIndex named an index that was never added.
 	ErrUnknownIndex = errors.New("unknown index")
@@ -188,14 +187,20 @@ func (c InformerConfig) Validate() error {
 
 // Informer keeps a local cache of one kind up to date by listing, then
 // watching from the list's resourceVersion, and tells its handlers about every
-// change. Register indexes and handlers, start Run, and WaitSynced before
-// trusting the cache. Cache reads (Get, List, ByIndex, ...) may be called from
+// change. Register indexes and handlers (before or after Run: one added late is
+// first told of every cached object as added, like client-go's shared
+// informers), start Run, and WaitSynced before trusting the cache. Cache reads (Get, List, ByIndex, ...) may be called from
 // any goroutine at any time; they see each change before handlers hear of it.
 // Returned objects are shared: never modify one (proto.Clone it first).
 type Informer[T Object] struct {
 	lw     ListWatcher[T]
 	cfg    InformerConfig
 	synced chan struct{} // closed once the first list has reached the handlers
+
+	// dispatchMu is held while a change is applied and handed to the handlers,
+	// and while a late handler is caught up, so that every handler sees each
+	// object's changes once and in order. Handlers must not register handlers.
+	dispatchMu sync.Mutex
 
 	mu sync.RWMutex // guards every field below
 	// items is the cache, by key.
@@ -225,32 +230,55 @@ func NewInformer[T Object](lw ListWatcher[T], cfg InformerConfig) (*Informer[T],
 	}, nil
 }
 
-// AddIndex adds a custom index, queried with ByIndex. It fails with ErrStarted
-// once Run has started, and when name is already taken.
+// AddIndex adds a custom index, queried with ByIndex, built at once over what
+// is cached. It fails when name is already taken.
 func (inf *Informer[T]) AddIndex(name string, fn IndexFunc[T]) error {
 	inf.mu.Lock()
 	defer inf.mu.Unlock()
-	if inf.started {
-		return fmt.Errorf("add index %q to %s: %w", name, inf.cfg.Name, ErrStarted)
-	}
 	if _, ok := inf.indexers[name]; ok {
 		return fmt.Errorf("add index %q to %s: name already taken", name, inf.cfg.Name)
 	}
 	inf.indexers[name] = fn
 	inf.indexes[name] = map[string]map[string]struct{}{}
+	for key, obj := range inf.items {
+		inf.indexOneLocked(name, key, obj)
+	}
 	return nil
 }
 
-// AddHandler registers h; handlers are called in the order they were added.
-// It fails with ErrStarted once Run has started.
-func (inf *Informer[T]) AddHandler(h Handler[T]) error {
-	inf.mu.Lock()
-	defer inf.mu.Unlock()
-	if inf.started {
-		return fmt.Errorf("add handler to %s: %w", inf.cfg.Name, ErrStarted)
+// EnsureIndex is AddIndex for an index several users share under one name: a
+// second call with a taken name changes nothing. The callers must agree on fn.
+func (inf *Informer[T]) EnsureIndex(name string, fn IndexFunc[T]) {
+	inf.mu.RLock()
+	_, ok := inf.indexers[name]
+	inf.mu.RUnlock()
+	if !ok {
+		_ = inf.AddIndex(name, fn) // lost a race to another EnsureIndex: same index
 	}
+}
+
+// AddHandler registers h; handlers are called in the order they were added.
+// Added while Run is going, h is first told of every cached object as added,
+// before it hears of any later change.
+func (inf *Informer[T]) AddHandler(h Handler[T]) error {
+	inf.dispatchMu.Lock()
+	defer inf.dispatchMu.Unlock()
+	inf.mu.Lock()
 	inf.handlers = append(inf.handlers, h)
+	var replay []change[T]
+	for _, obj := range inf.items {
+		replay = append(replay, change[T]{typ: EventAdded, obj: obj})
+	}
+	inf.mu.Unlock()
+	dispatch([]Handler[T]{h}, replay...)
 	return nil
+}
+
+// currentHandlers returns the handlers registered so far.
+func (inf *Informer[T]) currentHandlers() []Handler[T] {
+	inf.mu.RLock()
+	defer inf.mu.RUnlock()
+	return slices.Clone(inf.handlers)
 }
 
 // HasSynced reports whether the first list is in the cache and has reached
@@ -350,7 +378,6 @@ func (inf *Informer[T]) Run(ctx context.Context) error {
 		return fmt.Errorf("run %s: %w", inf.cfg.Name, ErrStarted)
 	}
 	inf.started = true
-	handlers := slices.Clone(inf.handlers)
 	inf.mu.Unlock()
 
 	log := inf.cfg.Logger.With("informer", inf.cfg.Name)
@@ -359,11 +386,11 @@ func (inf *Informer[T]) Run(ctx context.Context) error {
 	for {
 		var err error
 		if rv == "" {
-			rv, err = inf.relist(ctx, handlers)
+			rv, err = inf.relist(ctx)
 		}
 		if err == nil {
 			var progressed bool
-			rv, progressed, err = inf.watch(ctx, rv, handlers)
+			rv, progressed, err = inf.watch(ctx, rv)
 			if progressed {
 				failures = 0
 			}
@@ -399,7 +426,7 @@ type change[T Object] struct {
 
 // relist replaces the cache with a fresh list, tells handlers the difference,
 // and returns the list's resourceVersion.
-func (inf *Informer[T]) relist(ctx context.Context, handlers []Handler[T]) (string, error) {
+func (inf *Informer[T]) relist(ctx context.Context) (string, error) {
 	items, rv, err := inf.lw.List(ctx, "")
 	if err != nil {
 		return "", fmt.Errorf("list %s: %w", inf.cfg.Name, err)
@@ -407,6 +434,8 @@ func (inf *Informer[T]) relist(ctx context.Context, handlers []Handler[T]) (stri
 	if rv == "" {
 		return "", fmt.Errorf("list %s: the server sent no resourceVersion", inf.cfg.Name)
 	}
+	inf.dispatchMu.Lock()
+	defer inf.dispatchMu.Unlock()
 	inf.mu.Lock()
 	fresh := make(map[string]T, len(items))
 	var changes []change[T]
@@ -439,6 +468,7 @@ func (inf *Informer[T]) relist(ctx context.Context, handlers []Handler[T]) (stri
 		inf.indexLocked(key, obj)
 	}
 	inf.rv = rv
+	handlers := slices.Clone(inf.handlers)
 	inf.mu.Unlock()
 
 	dispatch(handlers, changes...)
@@ -450,7 +480,7 @@ func (inf *Informer[T]) relist(ctx context.Context, handlers []Handler[T]) (stri
 
 // watch applies one watch stream from rv until it fails, returning the last
 // resourceVersion seen and whether any event arrived.
-func (inf *Informer[T]) watch(ctx context.Context, rv string, handlers []Handler[T]) (string, bool, error) {
+func (inf *Informer[T]) watch(ctx context.Context, rv string) (string, bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream
 	stream, err := inf.lw.Watch(ctx, rv)
@@ -470,9 +500,11 @@ func (inf *Informer[T]) watch(ctx context.Context, rv string, handlers []Handler
 		case md == nil:
 			return rv, progressed, fmt.Errorf("watch %s from %s: %s event without an object", inf.cfg.Name, rv, ev.Type)
 		case ev.Type == EventBookmark, ev.Type == EventAdded, ev.Type == EventModified, ev.Type == EventDeleted:
+			inf.dispatchMu.Lock()
 			if c, ok := inf.apply(ev); ok {
-				dispatch(handlers, c)
+				dispatch(inf.currentHandlers(), c)
 			}
+			inf.dispatchMu.Unlock()
 		default:
 			return rv, progressed, fmt.Errorf("watch %s from %s: unknown event type %q", inf.cfg.Name, rv, ev.Type)
 		}
@@ -512,16 +544,20 @@ func (inf *Informer[T]) apply(ev WatchEvent[T]) (change[T], bool) {
 }
 
 func (inf *Informer[T]) indexLocked(key string, obj T) {
-	for name, fn := range inf.indexers {
-		idx := inf.indexes[name]
-		for _, v := range fn(obj) {
-			keys := idx[v]
-			if keys == nil {
-				keys = map[string]struct{}{}
-				idx[v] = keys
-			}
-			keys[key] = struct{}{}
+	for name := range inf.indexers {
+		inf.indexOneLocked(name, key, obj)
+	}
+}
+
+func (inf *Informer[T]) indexOneLocked(name, key string, obj T) {
+	idx := inf.indexes[name]
+	for _, v := range inf.indexers[name](obj) {
+		keys := idx[v]
+		if keys == nil {
+			keys = map[string]struct{}{}
+			idx[v] = keys
 		}
+		keys[key] = struct{}{}
 	}
 }
 

@@ -232,6 +232,25 @@ func (r *recorder) expect(t *testing.T, want ...string) {
 	}
 }
 
+// expectUnordered is expect for calls whose order is not defined.
+func (r *recorder) expectUnordered(t *testing.T, want ...string) {
+	t.Helper()
+	var got []string
+	for range want {
+		select {
+		case line := <-r.ch:
+			got = append(got, line)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("handler calls: got %q, want %q", got, want)
+		}
+	}
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		t.Fatalf("handler calls: got %q, want %q in any order", got, want)
+	}
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // startInformer builds a pod informer over srv with node and owner indexes and
@@ -348,12 +367,24 @@ func TestInformerListThenWatch(t *testing.T) {
 	if _, err := inf.ByIndex("nope", "x"); !errors.Is(err, ErrUnknownIndex) {
 		t.Fatalf("ByIndex(unknown) = %v, want ErrUnknownIndex", err)
 	}
-	if err := inf.AddIndex("late", IndexByOwnerUID[*corev1.Pod]); !errors.Is(err, ErrStarted) {
-		t.Fatalf("AddIndex after Run = %v, want ErrStarted", err)
+	// An index and a handler added late see what is cached, then what changes.
+	if err := inf.AddIndex("late", func(p *corev1.Pod) []string { return []string{p.GetSpec().GetNodeName()} }); err != nil {
+		t.Fatalf("AddIndex after Run: %v", err)
 	}
-	if err := inf.AddHandler(rec); !errors.Is(err, ErrStarted) {
-		t.Fatalf("AddHandler after Run = %v, want ErrStarted", err)
+	if got := byIndex(t, inf, "late", "n1"); !slices.Equal(got, []string{"b", "c", "d"}) {
+		t.Fatalf("late index n1 = %v", got)
 	}
+	if err := inf.AddIndex("late", IndexByOwnerUID[*corev1.Pod]); err == nil {
+		t.Fatal("AddIndex with a taken name succeeded")
+	}
+	late := newRecorder()
+	if err := inf.AddHandler(late); err != nil {
+		t.Fatalf("AddHandler after Run: %v", err)
+	}
+	late.expectUnordered(t, "add default/b", "add default/d", "add kube-system/c")
+	srv.del("default", "d")
+	late.expect(t, "delete default/d")
+	rec.expect(t, "delete default/d")
 	if err := inf.Run(context.Background()); !errors.Is(err, ErrStarted) {
 		t.Fatalf("second Run = %v, want ErrStarted", err)
 	}
