@@ -51,11 +51,18 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 	if err != nil {
 		return fmt.Errorf("workload controllers: %w", err)
 	}
+	icfg := DefaultInformerConfig()
+	icfg.Clock, icfg.Logger = cfg.Clock, cfg.Logger.With("loop", "informers")
+	informers, err := NewInformers(conn, icfg)
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return informers.Run(ctx) })
 	g.Go(func() error { return s.Run(ctx) })
 	g.Go(func() error { return ipam.Run(ctx) })
 	g.Go(func() error { return workloads.Run(ctx) })
-	gc := NewGarbageCollector(conn, cfg.Clock, cfg.Logger.With("loop", "gc"))
+	gc := NewGarbageCollector(conn, informers, cfg.Clock, cfg.Logger.With("loop", "gc"))
 	g.Go(func() error { return gc.Run(ctx) })
 	nl, err := NewNodeLifecycle(conn, cfg.NodeLifecycle, cfg.Clock, cfg.Logger.With("loop", "nodelifecycle"))
 	if err != nil {
