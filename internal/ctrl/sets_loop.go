@@ -26,9 +26,10 @@ import (
 // decide. Pod and claim updates carry the resourceVersion read, deletes the
 // UID read, so a deposed leader's writes and decisions over a stale cache
 // fail. A key is not reconciled again until the caches show the creates and
-// deletes of its previous pass (or expectationTimeout passed). It also
-// deletes the claims of a deleted StatefulSet whose retention policy was
-// whenDeleted Delete (the garbage collector sweeps only pods and ReplicaSets).
+// deletes of its previous pass (a delete shows as soon as the pod is marked
+// for deletion), or expectationTimeout passed. It also deletes the claims of
+// a deleted StatefulSet whose retention policy was whenDeleted Delete (the
+// garbage collector sweeps only pods and ReplicaSets).
 // Build one per leadership term; Run may be called once.
 type Sets struct {
 	clock   Clock
@@ -113,9 +114,9 @@ func NewSets(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) (*
 			Delete: func(*corev1.Node) { allDaemonSets() },
 		}),
 		s.podInf.AddHandler(HandlerFuncs[*corev1.Pod]{
-			Add:    func(p *corev1.Pod) { s.podEvent(p, "+") },
-			Update: func(_, p *corev1.Pod) { s.podEvent(p, "") },
-			Delete: func(p *corev1.Pod) { s.podEvent(p, "-") },
+			Add:    func(p *corev1.Pod) { s.podEvent(p, podAdded) },
+			Update: s.onPodUpdate,
+			Delete: func(p *corev1.Pod) { s.podEvent(p, podGone) },
 		}),
 		s.pvcInf.AddHandler(HandlerFuncs[*corev1.PersistentVolumeClaim]{
 			Add:    func(c *corev1.PersistentVolumeClaim) { s.claimEvent(c, "+") },
@@ -139,10 +140,33 @@ func NewSets(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) (*
 	return s, nil
 }
 
+// podChange is what a pod event tells the expectations.
+type podChange int
+
+const (
+	podUpdated podChange = iota // nothing: some other change
+	podAdded                    // the pod was created
+	podMarked                   // deletionTimestamp newly set: a delete that finalizers hold back
+	podGone                     // the pod was removed
+)
+
+// onPodUpdate handles a pod update: one that sets deletionTimestamp shows a
+// delete, as Kubernetes' controllers take it, since the pod may stay
+// (terminating) for as long as finalizers hold it.
+func (s *Sets) onPodUpdate(old, p *corev1.Pod) {
+	change := podUpdated
+	if old.GetMetadata().GetDeletionTimestamp() == nil && p.GetMetadata().GetDeletionTimestamp() != nil {
+		change = podMarked
+	}
+	s.podEvent(p, change)
+}
+
 // podEvent queues the set that controls p (every set of its namespace for an
-// orphan, which one may adopt) and notes an add ("+") or delete ("-") for the
-// expectations.
-func (s *Sets) podEvent(p *corev1.Pod, op string) {
+// orphan, which one may adopt) and notes an add or a delete for the
+// expectations. A delete held back by finalizers shows twice, marked and then
+// gone: a DaemonSet's count takes it once, when it is first seen, and a
+// StatefulSet's named expectation either (the second finds nothing to clear).
+func (s *Sets) podEvent(p *corev1.Pod, change podChange) {
 	md := p.GetMetadata()
 	ref := controllerRefOf(md)
 	if ref == nil {
@@ -157,13 +181,19 @@ func (s *Sets) podEvent(p *corev1.Pod, op string) {
 	key := md.GetNamespace() + "/" + ref.GetName()
 	switch ref.GetKind() {
 	case "DaemonSet":
-		if op != "" {
-			s.dsWait.observeCount(key, op == "+")
+		switch {
+		case change == podAdded:
+			s.dsWait.observeCount(key, true)
+		case change == podMarked, change == podGone && md.GetDeletionTimestamp() == nil:
+			s.dsWait.observeCount(key, false)
 		}
 		s.dsQ.Add(key)
 	case "StatefulSet":
-		if op != "" {
-			s.ssWait.observeName(op + "pod " + KeyOf(p))
+		switch change {
+		case podAdded:
+			s.ssWait.observeName("+pod " + KeyOf(p))
+		case podMarked, podGone:
+			s.ssWait.observeName("-pod " + KeyOf(p))
 		}
 		s.ssQ.Add(key)
 	}

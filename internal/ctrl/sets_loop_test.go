@@ -426,3 +426,74 @@ func TestSetsExpectations(t *testing.T) {
 		t.Fatal("still waiting after the timeout")
 	}
 }
+
+// setsNoConn is an API connection for tests that never use it.
+type setsNoConn struct{}
+
+func (setsNoConn) Invoke(context.Context, string, any, any, ...grpc.CallOption) error {
+	return errors.New("no API in this test")
+}
+
+func (setsNoConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, errors.New("no API in this test")
+}
+
+// TestSetsPodMarkedForDeletionMeetsExpectations: a delete that finalizers hold
+// back shows as soon as the pod is marked, so the set is reconciled again (and
+// sees the pod terminating) without waiting for expectationTimeout, which the
+// fake clock never reaches. A DaemonSet counts such a delete once, not again
+// when the pod goes.
+func TestSetsPodMarkedForDeletionMeetsExpectations(t *testing.T) {
+	s, err := NewSets(setsNoConn{}, newFakeClock(), discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(kind, owner, name string, marked bool) *corev1.Pod {
+		p := &corev1.Pod{Metadata: &metav1.ObjectMeta{Namespace: "default", Name: name, Uid: "uid-" + name,
+			Finalizers:      []string{"example.com/hold"},
+			OwnerReferences: []*metav1.OwnerReference{{Kind: kind, Name: owner, Uid: "uid-" + owner, Controller: proto.Bool(true)}}}}
+		if marked {
+			p.Metadata.DeletionTimestamp = timestamppb.Now()
+		}
+		return p
+	}
+
+	// StatefulSet: the named delete is met by the mark, and the later removal
+	// finds nothing left to meet.
+	web2, web2Marked := pod("StatefulSet", "web", "web-2", false), pod("StatefulSet", "web", "web-2", true)
+	s.ssWait.expect("default/web", 0, 0, []string{"-pod default/web-2"})
+	s.onPodUpdate(web2, web2)
+	if s.ssWait.satisfied("default/web") {
+		t.Fatal("statefulset: satisfied by an update that deleted nothing")
+	}
+	s.onPodUpdate(web2, web2Marked)
+	if !s.ssWait.satisfied("default/web") {
+		t.Fatal("statefulset: web-2 marked for deletion does not meet its expected delete")
+	}
+	s.podEvent(web2Marked, podGone)
+	if !s.ssWait.satisfied("default/web") {
+		t.Fatal("statefulset: web-2's removal undid its expectation")
+	}
+
+	// DaemonSet: counted once when marked; a pod deleted at once counts when
+	// it goes.
+	a, aMarked := pod("DaemonSet", "agent", "agent-a", false), pod("DaemonSet", "agent", "agent-a", true)
+	s.dsWait.expect("default/agent", 0, 1, nil)
+	s.onPodUpdate(aMarked, aMarked) // a later update of a pod already marked
+	if s.dsWait.satisfied("default/agent") {
+		t.Fatal("daemonset: satisfied by an update that marked nothing new")
+	}
+	s.onPodUpdate(a, aMarked)
+	if !s.dsWait.satisfied("default/agent") {
+		t.Fatal("daemonset: agent-a marked for deletion does not meet the expected delete")
+	}
+	s.dsWait.expect("default/agent", 0, 1, nil) // the next pass deletes agent-b
+	s.podEvent(aMarked, podGone)
+	if s.dsWait.satisfied("default/agent") {
+		t.Fatal("daemonset: agent-a's removal, counted when it was marked, met agent-b's delete")
+	}
+	s.podEvent(pod("DaemonSet", "agent", "agent-b", false), podGone)
+	if !s.dsWait.satisfied("default/agent") {
+		t.Fatal("daemonset: agent-b deleted at once does not meet its expected delete")
+	}
+}
