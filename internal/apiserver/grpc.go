@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	appsv1 "github.com/rafter-dev/rafter/gen/rafter/apps/v1"
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
@@ -80,7 +81,7 @@ func (s *Server) unaryHandler(k *kindInfo, md protoreflect.MethodDescriptor, in 
 // dispatch routes one unary call: writes go to the leader, reads are served here.
 func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string, req proto.Message, out protoreflect.MessageType) (proto.Message, error) {
 	switch method {
-	case "Create", "Update", "UpdateStatus", "Delete", "Bind":
+	case "Create", "Update", "UpdateStatus", "Delete", "Bind", "Evict", "UpdateScale":
 		var err error
 		if resp := out.New().Interface(); s.forwardUnlessLeader(ctx, full, req, resp, &err) {
 			if err != nil {
@@ -90,7 +91,7 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 		}
 	}
 	switch method {
-	case "Create", "Update", "UpdateStatus", "Delete", "Bind":
+	case "Create", "Update", "UpdateStatus", "Delete", "Bind", "Evict", "UpdateScale":
 		// A new leader's state may lag what earlier leaders acknowledged until its
 		// first barrier, and any leader's FSM may trail what a follower already
 		// applied and showed; validating against either could answer NotFound
@@ -111,6 +112,18 @@ func (s *Server) dispatch(ctx context.Context, k *kindInfo, method, full string,
 	case "Bind":
 		if r, ok := req.(*corev1.CreateBindingRequest); ok {
 			return s.bind(ctx, k, r)
+		}
+	case "Evict":
+		if r, ok := req.(*corev1.CreateEvictionRequest); ok {
+			return s.evict(ctx, k, r)
+		}
+	case "GetScale":
+		if r, ok := req.(*metav1.GetRequest); ok && k.HasScale {
+			return s.getScale(ctx, k, r)
+		}
+	case "UpdateScale":
+		if r, ok := req.(*appsv1.UpdateScaleRequest); ok && k.HasScale {
+			return s.updateScale(ctx, k, r)
 		}
 	case "Get", "GetStatus":
 		return s.get(ctx, k, req.(*metav1.GetRequest))

@@ -24,7 +24,7 @@ fi
 
 # Generated protos owned by tools/k8sproto, and everything buf writes.
 dirs=(gen)
-for g in meta core apps networking coordination rbac storage autoscaling; do
+for g in meta core apps networking coordination rbac storage autoscaling policy; do
 	dirs+=("proto/api/rafter/$g/v1")
 done
 

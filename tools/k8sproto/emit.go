@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	k8smetav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // protoKeywords are JSON names the proto compiler would reject as field names.
@@ -198,6 +202,24 @@ message DeleteRequest {
 // requests.proto imports them rather than declaring a second copy.
 var reusableRequestTypes = map[string]bool{"DeleteOptions": true, "Preconditions": true}
 
+// requestNumbers returns the field numbers requestMessages fixes for one of
+// its messages: a reusable request type that a kind starts to reach is
+// reflected into types.proto with these numbers, so its wire format stays the
+// same.
+func requestNumbers(name string) (*previousMessage, error) {
+	for _, m := range requestMessages {
+		if m.name != name {
+			continue
+		}
+		prev, err := parsePrevious(m.text)
+		if err != nil {
+			return nil, fmt.Errorf("request message %s: %w", name, err)
+		}
+		return prev[name], nil
+	}
+	return nil, fmt.Errorf("no request message %s", name)
+}
+
 // renderRequests renders requests.proto. defined holds the messages of the
 // meta package's types.proto.
 func renderRequests(meta *protoPackage, defined map[string]bool) ([]byte, error) {
@@ -258,6 +280,23 @@ func hasStatus(k kindSpec) bool {
 	return ok && len(sf.Index) == 1 && strings.HasPrefix(sf.Tag.Get("json"), "status")
 }
 
+// scaleType is the Go type of the scale subresource's message.
+var scaleType = reflect.TypeFor[autoscalingv1.Scale]()
+
+// hasScale reports whether the kind has a scale subresource (GetScale,
+// UpdateScale): its spec has replicas and a label selector, as Deployments,
+// ReplicaSets and StatefulSets do.
+func hasScale(k kindSpec) bool {
+	spec, ok := k.Object.FieldByName("Spec")
+	if !ok || spec.Type.Kind() != reflect.Struct {
+		return false
+	}
+	replicas, ok1 := spec.Type.FieldByName("Replicas")
+	selector, ok2 := spec.Type.FieldByName("Selector")
+	return ok1 && ok2 && replicas.Type == reflect.TypeFor[*int32]() &&
+		selector.Type == reflect.TypeFor[*k8smetav1.LabelSelector]()
+}
+
 // restPaths are the HTTP paths of one kind.
 type restPaths struct {
 	Collection    string // namespaced: /api/v1/namespaces/{namespace}/pods
@@ -292,9 +331,20 @@ func renderServices(pkg *protoPackage, ks []kindSpec, defined map[string]bool) (
 	w.WriteString("syntax = \"proto3\";\n\n")
 	fmt.Fprintf(&w, "package %s;\n\n", pkg.Name())
 	imports := []string{"google/api/annotations.proto", requestsFile, typesFile(pkg)}
+	scalePkg, ok := packageByGoPath(scaleType.PkgPath())
+	if !ok {
+		return nil, fmt.Errorf("no proto package for %s", scaleType)
+	}
+	scaleMsg := scalePkg.Name() + "." + scaleType.Name()
+	scaled := false
 	for _, k := range ks {
 		if k.Kind() == "Pod" && pkg.APIVersion() == "v1" {
-			imports = append(imports, "rafter/meta/v1/types.proto") // Bind returns a Status
+			// Bind and Evict return a Status; Evict takes a policy/v1 Eviction.
+			imports = append(imports, "rafter/meta/v1/types.proto", "rafter/policy/v1/types.proto")
+		}
+		if hasScale(k) && !scaled {
+			scaled = true
+			imports = append(imports, typesFile(scalePkg))
 		}
 	}
 	sort.Strings(imports)
@@ -313,6 +363,23 @@ func renderServices(pkg *protoPackage, ks []kindSpec, defined map[string]bool) (
 			fmt.Fprintf(&w, "      additional_bindings {%s: %q}\n", verb, p)
 		}
 		w.WriteString("    };\n  }\n")
+	}
+	if scaled {
+		if defined["UpdateScaleRequest"] {
+			return nil, fmt.Errorf("%s: UpdateScaleRequest is both a generated type and a service-file name", pkg.Name())
+		}
+		fmt.Fprintf(&w, `
+// UpdateScaleRequest sets the replicas of a scalable kind through its scale
+// subresource: PUT .../{name}/scale. body.metadata.resourceVersion, when set,
+// is a precondition.
+message UpdateScaleRequest {
+  string namespace = 1;
+  string name = 2;
+  %s body = 3;
+  repeated string dryRun = 4;
+  string fieldManager = 5;
+}
+`, scaleMsg)
 	}
 	for _, k := range ks {
 		kind := k.Kind()
@@ -353,11 +420,20 @@ message %[1]sWatchEvent {
 `, kind, p.Collection, p.Item)
 		if kind == "Pod" && pkg.APIVersion() == "v1" {
 			fmt.Fprintf(&w, `
-// CreateBindingRequest binds a Pod to a node: POST %s/binding.
+// CreateBindingRequest binds a Pod to a node: POST %[1]s/binding.
 message CreateBindingRequest {
   string namespace = 1;
   string name = 2;
   Binding body = 3;
+  repeated string dryRun = 4;
+  string fieldManager = 5;
+}
+
+// CreateEvictionRequest evicts a Pod: POST %[1]s/eviction.
+message CreateEvictionRequest {
+  string namespace = 1;
+  string name = 2;
+  rafter.policy.v1.Eviction body = 3;
   repeated string dryRun = 4;
   string fieldManager = 5;
 }
@@ -379,6 +455,12 @@ message CreateBindingRequest {
 		if kind == "Pod" && pkg.APIVersion() == "v1" {
 			// pods/binding: how the scheduler assigns a pod to a node.
 			rpc("Bind", "CreateBindingRequest", "rafter.meta.v1.Status", "post", p.Item+"/binding", "body")
+			// pods/eviction: a delete that a disruption policy may refuse.
+			rpc("Evict", "CreateEvictionRequest", "rafter.meta.v1.Status", "post", p.Item+"/eviction", "body")
+		}
+		if hasScale(k) {
+			rpc("GetScale", "rafter.meta.v1.GetRequest", scaleMsg, "get", p.Item+"/scale", "")
+			rpc("UpdateScale", "UpdateScaleRequest", scaleMsg, "put", p.Item+"/scale", "body")
 		}
 		rpc("Delete", "rafter.meta.v1.DeleteRequest", kind, "delete", p.Item, "body")
 		rpc("Watch", "rafter.meta.v1.ListRequest", "stream "+kind+"WatchEvent", "get", p.Watch, "", watchAll...)

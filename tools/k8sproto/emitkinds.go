@@ -35,6 +35,7 @@ type Kind struct {
 	Namespaced bool
 	ShortNames []string
 	HasStatus  bool // the kind has a status subresource (UpdateStatus, GetStatus)
+	HasScale   bool // the kind has a scale subresource (GetScale, UpdateScale)
 
 	Message     protoreflect.FullName // "rafter.core.v1.Pod"
 	ListMessage protoreflect.FullName // "rafter.core.v1.PodList"
@@ -112,7 +113,7 @@ func renderKinds(ks []kindSpec) ([]byte, error) {
 		}
 		fmt.Fprintf(&registers, "\t\t{%q, %s.Register%sHandler},\n", pkg.Name()+"."+svc, pkg.Alias, svc)
 		fmt.Fprintf(&all, "\t{\n\t\tGroup: %q, Version: \"v1\", Kind: %q, Resource: %q,\n", pkg.Group, k.Kind(), k.Resource)
-		fmt.Fprintf(&all, "\t\tNamespaced: %t, ShortNames: %s, HasStatus: %t,\n", k.Namespaced, shortNamesLiteral(k), hasStatus(k))
+		fmt.Fprintf(&all, "\t\tNamespaced: %t, ShortNames: %s, HasStatus: %t, HasScale: %t,\n", k.Namespaced, shortNamesLiteral(k), hasStatus(k), hasScale(k))
 		fmt.Fprintf(&all, "\t\tMessage: %q, ListMessage: %q, Service: %q,\n\t},\n",
 			pkg.Name()+"."+k.Kind(), pkg.Name()+"."+k.List.Name(), pkg.Name()+"."+svc)
 	}

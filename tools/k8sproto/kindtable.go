@@ -8,6 +8,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,6 +63,7 @@ var packages = []*protoPackage{
 	{GoPath: "k8s.io/api/rbac/v1", Short: "rbac", Group: "rbac.authorization.k8s.io", Alias: "rbacv1"},
 	{GoPath: "k8s.io/api/storage/v1", Short: "storage", Group: "storage.k8s.io", Alias: "storagev1"},
 	{GoPath: "k8s.io/api/autoscaling/v1", Short: "autoscaling", Group: "autoscaling", Alias: "autoscalingv1"},
+	{GoPath: "k8s.io/api/policy/v1", Short: "policy", Group: "policy", Alias: "policyv1"},
 }
 
 // packageByGoPath returns the proto package for a Go import path.
@@ -128,9 +130,14 @@ var kindTable = []kindSpec{
 }
 
 // extraTypes are emitted as messages although they are not kinds of their own:
-// pods/binding, the scale subresource and the error body of every failed call.
+// pods/binding, pods/eviction, the scale subresource and the error body of every
+// failed call. Eviction reaches metav1.DeleteOptions, so DeleteOptions and
+// Preconditions are reflected into meta/v1/types.proto (keeping the numbers
+// requests.proto gave them, see requestNumbers) instead of being declared in
+// requests.proto.
 var extraTypes = []reflect.Type{
 	reflect.TypeFor[corev1.Binding](),
+	reflect.TypeFor[policyv1.Eviction](),
 	reflect.TypeFor[autoscalingv1.Scale](),
 	reflect.TypeFor[metav1.Status](),
 	reflect.TypeFor[metav1.StatusDetails](),

@@ -60,7 +60,14 @@ func generate(protoRoot, kindsOut string) (map[string][]byte, error) {
 		}
 		defined := map[string]bool{}
 		for _, m := range msgs {
-			m.Reserved = assignNumbers(m, prev[m.Name])
+			p := prev[m.Name]
+			if p == nil && pkg.Short == "meta" && reusableRequestTypes[m.Name] {
+				// Moving from requests.proto to types.proto keeps the wire numbers.
+				if p, err = requestNumbers(m.Name); err != nil {
+					return nil, err
+				}
+			}
+			m.Reserved = assignNumbers(m, p)
 			defined[m.Name] = true
 		}
 		files[path] = renderTypes(pkg, msgs, sourceOf(pkg))

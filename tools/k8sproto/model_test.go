@@ -240,3 +240,50 @@ func TestRequestsReuseReflectedDeleteOptions(t *testing.T) {
 		t.Error("a Kubernetes type named ListRequest did not fail")
 	}
 }
+
+// The scale subresource is generated for exactly the kinds whose spec has
+// replicas and a label selector, and pods/eviction and the scale rpcs are bound
+// to Kubernetes' paths.
+func TestSubresources(t *testing.T) {
+	var scaled []string
+	for _, k := range kindTable {
+		if hasScale(k) {
+			scaled = append(scaled, k.Kind())
+		}
+	}
+	if want := []string{"ReplicaSet", "Deployment", "StatefulSet"}; !reflect.DeepEqual(scaled, want) {
+		t.Errorf("kinds with a scale subresource: %v, want %v", scaled, want)
+	}
+	root := t.TempDir()
+	files, err := generate(root, root+"/kinds.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps := string(files[root+"/rafter/apps/v1/services.proto"])
+	core := string(files[root+"/rafter/core/v1/services.proto"])
+	for _, want := range []string{
+		"rpc GetScale(rafter.meta.v1.GetRequest) returns (rafter.autoscaling.v1.Scale) {\n    option (google.api.http) = {\n      get: \"/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale\"",
+		"rpc UpdateScale(UpdateScaleRequest) returns (rafter.autoscaling.v1.Scale) {\n    option (google.api.http) = {\n      put: \"/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/scale\"\n      body: \"body\"",
+		"  rafter.autoscaling.v1.Scale body = 3;",
+		`import "rafter/autoscaling/v1/types.proto";`,
+	} {
+		if !strings.Contains(apps, want) {
+			t.Errorf("apps/v1/services.proto lacks %q", want)
+		}
+	}
+	if strings.Count(apps, "rpc GetScale(") != 3 || strings.Contains(apps, "daemonsets/{name}/scale") {
+		t.Error("apps/v1/services.proto: GetScale is not on exactly Deployments, ReplicaSets and StatefulSets")
+	}
+	for _, want := range []string{
+		"rpc Evict(CreateEvictionRequest) returns (rafter.meta.v1.Status) {\n    option (google.api.http) = {\n      post: \"/api/v1/namespaces/{namespace}/pods/{name}/eviction\"\n      body: \"body\"",
+		"  rafter.policy.v1.Eviction body = 3;",
+		`import "rafter/policy/v1/types.proto";`,
+	} {
+		if !strings.Contains(core, want) {
+			t.Errorf("core/v1/services.proto lacks %q", want)
+		}
+	}
+	if strings.Contains(core, "/scale\"") {
+		t.Error("core/v1/services.proto has a scale subresource")
+	}
+}

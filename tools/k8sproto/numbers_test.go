@@ -178,3 +178,41 @@ func TestCommittedFilesUpToDate(t *testing.T) {
 		}
 	}
 }
+
+// TestReflectedDeleteOptionsKeepRequestNumbers: Eviction reaches
+// metav1.DeleteOptions, which moves DeleteOptions and Preconditions from
+// requests.proto into meta/v1/types.proto. Generated into an empty tree (no
+// previous types.proto), they keep the numbers requests.proto gave them, and
+// fields requests.proto did not have get new numbers after them.
+func TestReflectedDeleteOptionsKeepRequestNumbers(t *testing.T) {
+	root := t.TempDir()
+	files, err := generate(root, filepath.Join(root, "kinds.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := parsePrevious(string(files[filepath.Join(root, "rafter/meta/v1/types.proto")]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"DeleteOptions", "Preconditions"} {
+		fixed, err := requestNumbers(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := types[name]
+		if got == nil {
+			t.Fatalf("types.proto has no %s", name)
+		}
+		for f, n := range fixed.Numbers {
+			if got.Numbers[f] != n {
+				t.Errorf("%s.%s = %d, want %d (its number in requests.proto)", name, f, got.Numbers[f], n)
+			}
+		}
+	}
+	if n := types["DeleteOptions"].Numbers["ignoreStoreReadErrorWithClusterBreakingPotential"]; n != 8 {
+		t.Errorf("DeleteOptions.ignoreStoreReadErrorWithClusterBreakingPotential = %d, want 8 (after the fixed 1-7)", n)
+	}
+	if strings.Contains(string(files[filepath.Join(root, requestsFile)]), "message DeleteOptions") {
+		t.Error("requests.proto still declares DeleteOptions")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	_ "github.com/rafter-dev/rafter/gen/rafter/meta/v1" // messages only
 	networkingv1 "github.com/rafter-dev/rafter/gen/rafter/networking/v1"
+	_ "github.com/rafter-dev/rafter/gen/rafter/policy/v1" // messages only
 	rbacv1 "github.com/rafter-dev/rafter/gen/rafter/rbac/v1"
 	storagev1 "github.com/rafter-dev/rafter/gen/rafter/storage/v1"
 )
@@ -33,6 +34,7 @@ type Kind struct {
 	Namespaced bool
 	ShortNames []string
 	HasStatus  bool // the kind has a status subresource (UpdateStatus, GetStatus)
+	HasScale   bool // the kind has a scale subresource (GetScale, UpdateScale)
 
 	Message     protoreflect.FullName // "rafter.core.v1.Pod"
 	ListMessage protoreflect.FullName // "rafter.core.v1.PodList"
@@ -115,112 +117,112 @@ func RegisterGateway(ctx context.Context, mux *runtime.ServeMux, conn *grpc.Clie
 var All = []Kind{
 	{
 		Group: "", Version: "v1", Kind: "Namespace", Resource: "namespaces",
-		Namespaced: false, ShortNames: []string{"ns"}, HasStatus: true,
+		Namespaced: false, ShortNames: []string{"ns"}, HasStatus: true, HasScale: false,
 		Message: "rafter.core.v1.Namespace", ListMessage: "rafter.core.v1.NamespaceList", Service: "rafter.core.v1.Namespaces",
 	},
 	{
 		Group: "", Version: "v1", Kind: "Node", Resource: "nodes",
-		Namespaced: false, ShortNames: []string{"no"}, HasStatus: true,
+		Namespaced: false, ShortNames: []string{"no"}, HasStatus: true, HasScale: false,
 		Message: "rafter.core.v1.Node", ListMessage: "rafter.core.v1.NodeList", Service: "rafter.core.v1.Nodes",
 	},
 	{
 		Group: "", Version: "v1", Kind: "Pod", Resource: "pods",
-		Namespaced: true, ShortNames: []string{"po"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"po"}, HasStatus: true, HasScale: false,
 		Message: "rafter.core.v1.Pod", ListMessage: "rafter.core.v1.PodList", Service: "rafter.core.v1.Pods",
 	},
 	{
 		Group: "", Version: "v1", Kind: "Service", Resource: "services",
-		Namespaced: true, ShortNames: []string{"svc"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"svc"}, HasStatus: true, HasScale: false,
 		Message: "rafter.core.v1.Service", ListMessage: "rafter.core.v1.ServiceList", Service: "rafter.core.v1.Services",
 	},
 	{
 		Group: "", Version: "v1", Kind: "Endpoints", Resource: "endpoints",
-		Namespaced: true, ShortNames: []string{"ep"}, HasStatus: false,
+		Namespaced: true, ShortNames: []string{"ep"}, HasStatus: false, HasScale: false,
 		Message: "rafter.core.v1.Endpoints", ListMessage: "rafter.core.v1.EndpointsList", Service: "rafter.core.v1.EndpointsService",
 	},
 	{
 		Group: "", Version: "v1", Kind: "ConfigMap", Resource: "configmaps",
-		Namespaced: true, ShortNames: []string{"cm"}, HasStatus: false,
+		Namespaced: true, ShortNames: []string{"cm"}, HasStatus: false, HasScale: false,
 		Message: "rafter.core.v1.ConfigMap", ListMessage: "rafter.core.v1.ConfigMapList", Service: "rafter.core.v1.ConfigMaps",
 	},
 	{
 		Group: "", Version: "v1", Kind: "Secret", Resource: "secrets",
-		Namespaced: true, ShortNames: nil, HasStatus: false,
+		Namespaced: true, ShortNames: nil, HasStatus: false, HasScale: false,
 		Message: "rafter.core.v1.Secret", ListMessage: "rafter.core.v1.SecretList", Service: "rafter.core.v1.Secrets",
 	},
 	{
 		Group: "", Version: "v1", Kind: "PersistentVolume", Resource: "persistentvolumes",
-		Namespaced: false, ShortNames: []string{"pv"}, HasStatus: true,
+		Namespaced: false, ShortNames: []string{"pv"}, HasStatus: true, HasScale: false,
 		Message: "rafter.core.v1.PersistentVolume", ListMessage: "rafter.core.v1.PersistentVolumeList", Service: "rafter.core.v1.PersistentVolumes",
 	},
 	{
 		Group: "", Version: "v1", Kind: "PersistentVolumeClaim", Resource: "persistentvolumeclaims",
-		Namespaced: true, ShortNames: []string{"pvc"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"pvc"}, HasStatus: true, HasScale: false,
 		Message: "rafter.core.v1.PersistentVolumeClaim", ListMessage: "rafter.core.v1.PersistentVolumeClaimList", Service: "rafter.core.v1.PersistentVolumeClaims",
 	},
 	{
 		Group: "", Version: "v1", Kind: "Event", Resource: "events",
-		Namespaced: true, ShortNames: []string{"ev"}, HasStatus: false,
+		Namespaced: true, ShortNames: []string{"ev"}, HasStatus: false, HasScale: false,
 		Message: "rafter.core.v1.Event", ListMessage: "rafter.core.v1.EventList", Service: "rafter.core.v1.Events",
 	},
 	{
 		Group: "", Version: "v1", Kind: "ServiceAccount", Resource: "serviceaccounts",
-		Namespaced: true, ShortNames: []string{"sa"}, HasStatus: false,
+		Namespaced: true, ShortNames: []string{"sa"}, HasStatus: false, HasScale: false,
 		Message: "rafter.core.v1.ServiceAccount", ListMessage: "rafter.core.v1.ServiceAccountList", Service: "rafter.core.v1.ServiceAccounts",
 	},
 	{
 		Group: "apps", Version: "v1", Kind: "ReplicaSet", Resource: "replicasets",
-		Namespaced: true, ShortNames: []string{"rs"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"rs"}, HasStatus: true, HasScale: true,
 		Message: "rafter.apps.v1.ReplicaSet", ListMessage: "rafter.apps.v1.ReplicaSetList", Service: "rafter.apps.v1.ReplicaSets",
 	},
 	{
 		Group: "apps", Version: "v1", Kind: "Deployment", Resource: "deployments",
-		Namespaced: true, ShortNames: []string{"deploy"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"deploy"}, HasStatus: true, HasScale: true,
 		Message: "rafter.apps.v1.Deployment", ListMessage: "rafter.apps.v1.DeploymentList", Service: "rafter.apps.v1.Deployments",
 	},
 	{
 		Group: "apps", Version: "v1", Kind: "DaemonSet", Resource: "daemonsets",
-		Namespaced: true, ShortNames: []string{"ds"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"ds"}, HasStatus: true, HasScale: false,
 		Message: "rafter.apps.v1.DaemonSet", ListMessage: "rafter.apps.v1.DaemonSetList", Service: "rafter.apps.v1.DaemonSets",
 	},
 	{
 		Group: "apps", Version: "v1", Kind: "StatefulSet", Resource: "statefulsets",
-		Namespaced: true, ShortNames: []string{"sts"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"sts"}, HasStatus: true, HasScale: true,
 		Message: "rafter.apps.v1.StatefulSet", ListMessage: "rafter.apps.v1.StatefulSetList", Service: "rafter.apps.v1.StatefulSets",
 	},
 	{
 		Group: "networking.k8s.io", Version: "v1", Kind: "Ingress", Resource: "ingresses",
-		Namespaced: true, ShortNames: []string{"ing"}, HasStatus: true,
+		Namespaced: true, ShortNames: []string{"ing"}, HasStatus: true, HasScale: false,
 		Message: "rafter.networking.v1.Ingress", ListMessage: "rafter.networking.v1.IngressList", Service: "rafter.networking.v1.Ingresses",
 	},
 	{
 		Group: "coordination.k8s.io", Version: "v1", Kind: "Lease", Resource: "leases",
-		Namespaced: true, ShortNames: nil, HasStatus: false,
+		Namespaced: true, ShortNames: nil, HasStatus: false, HasScale: false,
 		Message: "rafter.coordination.v1.Lease", ListMessage: "rafter.coordination.v1.LeaseList", Service: "rafter.coordination.v1.Leases",
 	},
 	{
 		Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role", Resource: "roles",
-		Namespaced: true, ShortNames: nil, HasStatus: false,
+		Namespaced: true, ShortNames: nil, HasStatus: false, HasScale: false,
 		Message: "rafter.rbac.v1.Role", ListMessage: "rafter.rbac.v1.RoleList", Service: "rafter.rbac.v1.Roles",
 	},
 	{
 		Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole", Resource: "clusterroles",
-		Namespaced: false, ShortNames: nil, HasStatus: false,
+		Namespaced: false, ShortNames: nil, HasStatus: false, HasScale: false,
 		Message: "rafter.rbac.v1.ClusterRole", ListMessage: "rafter.rbac.v1.ClusterRoleList", Service: "rafter.rbac.v1.ClusterRoles",
 	},
 	{
 		Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding", Resource: "rolebindings",
-		Namespaced: true, ShortNames: nil, HasStatus: false,
+		Namespaced: true, ShortNames: nil, HasStatus: false, HasScale: false,
 		Message: "rafter.rbac.v1.RoleBinding", ListMessage: "rafter.rbac.v1.RoleBindingList", Service: "rafter.rbac.v1.RoleBindings",
 	},
 	{
 		Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding", Resource: "clusterrolebindings",
-		Namespaced: false, ShortNames: nil, HasStatus: false,
+		Namespaced: false, ShortNames: nil, HasStatus: false, HasScale: false,
 		Message: "rafter.rbac.v1.ClusterRoleBinding", ListMessage: "rafter.rbac.v1.ClusterRoleBindingList", Service: "rafter.rbac.v1.ClusterRoleBindings",
 	},
 	{
 		Group: "storage.k8s.io", Version: "v1", Kind: "StorageClass", Resource: "storageclasses",
-		Namespaced: false, ShortNames: []string{"sc"}, HasStatus: false,
+		Namespaced: false, ShortNames: []string{"sc"}, HasStatus: false, HasScale: false,
 		Message: "rafter.storage.v1.StorageClass", ListMessage: "rafter.storage.v1.StorageClassList", Service: "rafter.storage.v1.StorageClasses",
 	},
 }

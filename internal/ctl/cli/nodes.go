@@ -132,8 +132,9 @@ without --force; pods using emptyDir volumes lose that data, so drain refuses
 without --delete-emptydir-data. The node stays cordoned: use uncordon to make it
 schedulable again.
 
-The API has no eviction subresource yet: pods are deleted (with --grace-period
-when it is not negative), without PodDisruptionBudget checks.`,
+Pods are evicted through the pods/eviction subresource (with --grace-period in
+the eviction's deleteOptions when it is not negative). Rafter has no
+PodDisruptionBudget kind yet, so no eviction is refused for one.`,
 		ValidArgsFunction: e.completeNodes,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -377,9 +378,9 @@ func controllerOf(md *metav1.ObjectMeta) *metav1.OwnerReference {
 	return nil
 }
 
-// evictPods evicts pods and waits, polling every second, until each is gone (or has
-// been replaced by a pod of another UID), printing kubectl's lines as it goes. Since
-// the API has no eviction subresource yet, an eviction is a delete.
+// evictPods evicts pods through their eviction subresource and waits, polling every
+// second, until each is gone (or has been replaced by a pod of another UID),
+// printing kubectl's lines as it goes.
 func (e *env) evictPods(cmd *cobra.Command, pods []*corev1.Pod, o drainOptions) []error {
 	c, err := e.client()
 	if err != nil {
@@ -401,13 +402,13 @@ func (e *env) evictPods(cmd *cobra.Command, pods []*corev1.Pod, o drainOptions) 
 			errs = append(errs, fmt.Errorf("error when evicting pods/%q -n %q: %s", name, ns, timedOut()))
 			continue
 		}
-		req := &metav1.DeleteRequest{Namespace: ns, Name: name}
+		var opts *metav1.DeleteOptions
 		if o.gracePeriod >= 0 {
 			grace := int64(o.gracePeriod)
-			req.Body = &metav1.DeleteOptions{GracePeriodSeconds: &grace}
+			opts = &metav1.DeleteOptions{GracePeriodSeconds: &grace}
 		}
 		rctx, cancel := context.WithTimeout(ctx, e.timeout)
-		_, err := corev1.NewPodsClient(c.Conn).Delete(rctx, req)
+		err := c.Evict(rctx, ns, name, opts)
 		cancel()
 		switch {
 		case status.Code(err) == codes.NotFound:

@@ -227,7 +227,7 @@ func TestDrainFilters(t *testing.T) {
 	}
 }
 
-// TestDrainTimeout makes pod deletion a no-op, as a long grace period would, so that
+// TestDrainTimeout makes pod eviction a no-op, as a long grace period would, so that
 // drain gives up waiting.
 func TestDrainTimeout(t *testing.T) {
 	c := testcluster.New(t, 3)
@@ -238,9 +238,12 @@ func TestDrainTimeout(t *testing.T) {
 	}
 	var grace []int64
 	lingering := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if method == corev1.Pods_Delete_FullMethodName {
-			grace = append(grace, req.(*metav1.DeleteRequest).GetBody().GetGracePeriodSeconds())
+		switch method {
+		case corev1.Pods_Evict_FullMethodName:
+			grace = append(grace, req.(*corev1.CreateEvictionRequest).GetBody().GetDeleteOptions().GetGracePeriodSeconds())
 			return nil
+		case corev1.Pods_Delete_FullMethodName:
+			t.Errorf("drain deleted a pod instead of evicting it: %v", req)
 		}
 		return invoke(ctx, method, req, reply, cc, opts...)
 	}
@@ -255,6 +258,93 @@ func TestDrainTimeout(t *testing.T) {
 		t.Errorf("stdout:\n%q\nwant:\n%q\nstderr:\n%q\nwant:\n%q", out.String(), wantOut, errOut.String(), wantErr)
 	}
 	if !reflect.DeepEqual(grace, []int64{20}) {
-		t.Errorf("deletes with grace periods %v, want [20]", grace)
+		t.Errorf("evictions with grace periods %v, want [20]", grace)
+	}
+}
+
+// TestDrainEvicts checks that drain evicts through pods/eviction (never a plain
+// delete), with kubectl's Eviction body, and reports a refused eviction in
+// kubectl's words.
+func TestDrainEvicts(t *testing.T) {
+	c := testcluster.New(t, 3)
+	createNode(t, c, "n1")
+	ds, err := appsv1.NewDaemonSetsClient(c.Peers[0].Conn).Create(testCtx(t), &appsv1.CreateDaemonSetRequest{
+		Namespace: "kube-system",
+		Body: &appsv1.DaemonSet{Metadata: &metav1.ObjectMeta{Name: "agent"}, Spec: &appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}}, Template: template("agent", "agent:1")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsRef := controllerRef("apps/v1", "ReplicaSet", "web-h1", "uid-web-h1")
+	podsClient := corev1.NewPodsClient(c.Peers[0].Conn)
+	for _, p := range []*corev1.Pod{
+		boundPod("default", "web-1", "n1", rsRef, nil),
+		boundPod("kube-system", "agent-n1", "n1", controllerRef("apps/v1", "DaemonSet", "agent", ds.GetMetadata().GetUid()), nil),
+	} {
+		if _, err := podsClient.Create(testCtx(t), &corev1.CreatePodRequest{Namespace: p.Metadata.Namespace, Body: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(ns, name string) bool {
+		_, err := podsClient.Get(testCtx(t), &metav1.GetRequest{Namespace: ns, Name: name})
+		if err != nil && status.Code(err) != codes.NotFound {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	// A refused eviction (as a disruption budget would refuse one) stops the drain.
+	refuse := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == corev1.Pods_Evict_FullMethodName {
+			return status.Error(codes.Aborted, "Operation cannot be fulfilled on pods \"web-1\": refused")
+		}
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	var out, errOut bytes.Buffer
+	runIntercepted(t, c, refuse, &out, &errOut, newDrain, "n1", "--ignore-daemonsets")
+	failed := `error when evicting pods/"web-1" -n "default": Operation cannot be fulfilled on pods "web-1": refused`
+	wantOut := "node/n1 cordoned\nevicting pod default/web-1\n"
+	wantErr := "WARNING: ignoring DaemonSet-managed Pods: kube-system/agent-n1\n" +
+		"There are pending pods in node \"n1\" when an error occurred: " + failed + "\npod/web-1\n" +
+		"error: unable to drain node \"n1\", aborting command...\n\nThere are pending nodes to be drained:\n n1\n" +
+		"error: " + failed + "\n"
+	if out.String() != wantOut || errOut.String() != wantErr {
+		t.Errorf("refused eviction:\nstdout:\n%q\nwant:\n%q\nstderr:\n%q\nwant:\n%q", out.String(), wantOut, errOut.String(), wantErr)
+	}
+	if !exists("default", "web-1") {
+		t.Fatal("web-1 is gone although its eviction was refused")
+	}
+
+	var evictions []*corev1.CreateEvictionRequest
+	record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		switch method {
+		case corev1.Pods_Evict_FullMethodName:
+			evictions = append(evictions, req.(*corev1.CreateEvictionRequest))
+		case corev1.Pods_Delete_FullMethodName:
+			t.Errorf("drain deleted a pod instead of evicting it: %v", req)
+		}
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	out.Reset()
+	errOut.Reset()
+	runIntercepted(t, c, record, &out, &errOut, newDrain, "n1", "--ignore-daemonsets", "--grace-period=5")
+	wantOut = "node/n1 already cordoned\nevicting pod default/web-1\npod/web-1 evicted\nnode/n1 drained\n"
+	if out.String() != wantOut || errOut.String() != "WARNING: ignoring DaemonSet-managed Pods: kube-system/agent-n1\n" {
+		t.Errorf("drain:\nstdout:\n%q\nwant:\n%q\nstderr:\n%q", out.String(), wantOut, errOut.String())
+	}
+	if len(evictions) != 1 {
+		t.Fatalf("%d evictions, want 1: %v", len(evictions), evictions)
+	}
+	ev := evictions[0]
+	body := ev.GetBody()
+	if ev.GetNamespace() != "default" || ev.GetName() != "web-1" || body.GetApiVersion() != "policy/v1" || body.GetKind() != "Eviction" ||
+		body.GetMetadata().GetName() != "web-1" || body.GetMetadata().GetNamespace() != "default" ||
+		body.GetDeleteOptions().GetGracePeriodSeconds() != 5 {
+		t.Errorf("eviction request %v", ev)
+	}
+	if exists("default", "web-1") || !exists("kube-system", "agent-n1") {
+		t.Errorf("after drain: web-1 exists %v (want false), agent-n1 exists %v (want true)",
+			exists("default", "web-1"), exists("kube-system", "agent-n1"))
 	}
 }

@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
-	appsv1 "github.com/rafter-dev/rafter/gen/rafter/apps/v1"
+	autoscalingv1 "github.com/rafter-dev/rafter/gen/rafter/autoscaling/v1"
+	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	"github.com/rafter-dev/rafter/internal/ctl/printers"
 )
 
@@ -40,9 +43,11 @@ func newScale(e *env) *cobra.Command {
 		Short: "Set a new size for a deployment, replica set or stateful set",
 		Long: `Set a new size for a deployment, replica set or stateful set.
 
---current-replicas and --resource-version are preconditions, checked before the
-write: if they do not hold, nothing is changed. A write that loses a race with
-another writer is retried on the fresh object, preconditions included.`,
+The size is written through the scale subresource (PUT .../scale).
+--current-replicas and --resource-version are preconditions, checked against the
+scale subresource before the write, which carries the resourceVersion it read:
+if they do not hold, nothing is changed. A write that loses a race with another
+writer is retried on the fresh object, preconditions included.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if replicas < 0 {
@@ -59,9 +64,7 @@ another writer is retried on the fresh object, preconditions included.`,
 				return errors.New("cannot use --resource-version with multiple resources")
 			}
 			for _, t := range targets {
-				switch t.kind.Kind {
-				case "Deployment", "ReplicaSet", "StatefulSet":
-				default:
+				if !t.kind.HasScale {
 					return fmt.Errorf("%s cannot be scaled", t.kind.Resource)
 				}
 			}
@@ -87,31 +90,57 @@ another writer is retried on the fresh object, preconditions included.`,
 	return cmd
 }
 
-// scale sets t's spec.replicas with e.update: a Get, then an Update that carries the
-// read resourceVersion, retried on a conflict. The preconditions are checked against
-// each fresh read, as kubectl checks them against each read of the scale subresource,
-// so a retry never overrides a changed size.
+// scale sets t's spec.replicas through its scale subresource, as kubectl scale
+// does. Without preconditions it is one PUT of a Scale without resourceVersion,
+// which the server applies to the latest version of the object (kubectl sends a
+// merge patch there). With --current-replicas or --resource-version it reads the
+// Scale, checks the preconditions against it and PUTs it back carrying the read
+// resourceVersion, so the write fails with a conflict if anything changed in
+// between; a conflict is retried on a fresh read, preconditions included, so a
+// retry never overrides a changed size.
 func (e *env) scale(cmd *cobra.Command, t target, replicas int32, pre scalePrecondition) error {
-	_, err := e.update(cmd, t, func(obj metaObject) error {
-		field := replicasField(obj)
-		actual := int32(1) // the API's default
-		if *field != nil {
-			actual = **field
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	ns := e.nsFor(t.kind, false)
+	if pre.replicas == -1 && pre.resourceVersion == "" {
+		ctx, cancel := e.ctx(cmd)
+		defer cancel()
+		_, err := c.UpdateScale(ctx, t.kind, ns, t.name, &autoscalingv1.Scale{
+			Metadata: &metav1.ObjectMeta{Name: t.name, Namespace: ns},
+			Spec:     &autoscalingv1.ScaleSpec{Replicas: replicas},
+		})
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := e.ctx(cmd)
+		sc, err := c.GetScale(ctx, t.kind, ns, t.name)
+		if err != nil {
+			cancel()
+			return err
 		}
-		if pre.replicas != -1 && int(actual) != pre.replicas {
+		if actual := sc.GetSpec().GetReplicas(); pre.replicas != -1 && int(actual) != pre.replicas {
+			cancel()
 			return preconditionError{"replicas", strconv.Itoa(pre.replicas), strconv.Itoa(int(actual))}
 		}
-		if rv := obj.GetMetadata().GetResourceVersion(); pre.resourceVersion != "" && rv != pre.resourceVersion {
+		if rv := sc.GetMetadata().GetResourceVersion(); pre.resourceVersion != "" && rv != pre.resourceVersion {
+			cancel()
 			return preconditionError{"resource version", pre.resourceVersion, rv}
 		}
-		*field = &replicas
-		return nil
-	})
-	return err
+		sc.Spec, sc.Status = &autoscalingv1.ScaleSpec{Replicas: replicas}, nil
+		_, err = c.UpdateScale(ctx, t.kind, ns, t.name, sc)
+		cancel()
+		if status.Code(err) == codes.Aborted && attempt < 3 {
+			continue
+		}
+		return err
+	}
 }
 
-// waitForReplicas waits, as kubectl scale --timeout does, until status.replicas is
-// the desired size, or until someone else has set another size.
+// waitForReplicas waits, as kubectl scale --timeout does, until the scale
+// subresource shows status.replicas at the desired size, or until someone else
+// has set another size.
 func (e *env) waitForReplicas(cmd *cobra.Command, t target, desired int32, timeout time.Duration) error {
 	c, err := e.client()
 	if err != nil {
@@ -121,14 +150,14 @@ func (e *env) waitForReplicas(cmd *cobra.Command, t target, desired int32, timeo
 	defer cancel()
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, e.timeout)
-		obj, err := c.Get(rctx, t.kind, e.nsFor(t.kind, false), t.name, "")
+		sc, err := c.GetScale(rctx, t.kind, e.nsFor(t.kind, false), t.name)
 		rcancel()
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
 		if err == nil {
-			spec, status := replicasOf(obj.(metaObject))
-			if spec != desired || status == desired {
+			spec, current := sc.GetSpec().GetReplicas(), sc.GetStatus().GetReplicas()
+			if spec != desired || current == desired {
 				return nil
 			}
 		}
@@ -141,46 +170,4 @@ func (e *env) waitForReplicas(cmd *cobra.Command, t target, desired int32, timeo
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// replicasField returns where a scalable object keeps spec.replicas (creating an
-// empty spec if there is none); only Deployments, ReplicaSets and StatefulSets are
-// passed in.
-func replicasField(obj metaObject) **int32 {
-	switch o := obj.(type) {
-	case *appsv1.Deployment:
-		if o.Spec == nil {
-			o.Spec = &appsv1.DeploymentSpec{}
-		}
-		return &o.Spec.Replicas
-	case *appsv1.ReplicaSet:
-		if o.Spec == nil {
-			o.Spec = &appsv1.ReplicaSetSpec{}
-		}
-		return &o.Spec.Replicas
-	case *appsv1.StatefulSet:
-		if o.Spec == nil {
-			o.Spec = &appsv1.StatefulSetSpec{}
-		}
-		return &o.Spec.Replicas
-	}
-	panic(fmt.Sprintf("replicasField: %T cannot be scaled", obj))
-}
-
-// replicasOf returns the desired (spec) and current (status) sizes of a scalable
-// object, as its scale subresource would report them.
-func replicasOf(obj metaObject) (spec, status int32) {
-	spec = 1
-	if p := *replicasField(obj); p != nil {
-		spec = *p
-	}
-	switch o := obj.(type) {
-	case *appsv1.Deployment:
-		status = o.GetStatus().GetReplicas()
-	case *appsv1.ReplicaSet:
-		status = o.GetStatus().GetReplicas()
-	case *appsv1.StatefulSet:
-		status = o.GetStatus().GetReplicas()
-	}
-	return spec, status
 }

@@ -53,7 +53,7 @@ func TestScale(t *testing.T) {
 }
 
 // TestScaleConflict makes another client write the deployment between scale's read
-// and its write.
+// of the scale subresource and its write.
 func TestScaleConflict(t *testing.T) {
 	c := testcluster.New(t, 3)
 	createDeployment(t, c, "web", 2, "nginx:1")
@@ -85,7 +85,9 @@ func TestScaleConflict(t *testing.T) {
 		err     string
 		want    int32 // spec.replicas afterwards
 	}{
-		{name: "retried", args: []string{"--replicas=3"}, meddles: 1,
+		// Without preconditions the Scale carries no resourceVersion: the server
+		// applies it to the latest version, keeping the other client's write.
+		{name: "unconditional", args: []string{"--replicas=3"}, meddles: 1,
 			change: func(i int) func(*appsv1.Deployment) { return label(fmt.Sprint(i)) },
 			out:    "deployment.apps/web scaled\n", want: 3},
 		{name: "precondition still holds", args: []string{"--replicas=4", "--current-replicas=3"}, meddles: 2,
@@ -96,7 +98,7 @@ func TestScaleConflict(t *testing.T) {
 				return func(d *appsv1.Deployment) { d.Spec.Replicas = proto.Int32(7) }
 			},
 			err: "error: Expected replicas to be 4, was 7\n", want: 7},
-		{name: "gives up", args: []string{"--replicas=1"}, meddles: 100,
+		{name: "gives up", args: []string{"--replicas=1", "--current-replicas=7"}, meddles: 100,
 			change: func(i int) func(*appsv1.Deployment) { return label(fmt.Sprint(i)) },
 			err:    "Error from server (Conflict): ", want: 7},
 	}
@@ -104,7 +106,7 @@ func TestScaleConflict(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			updates := 0
 			interfere := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				if method == appsv1.Deployments_Update_FullMethodName && updates < tc.meddles {
+				if method == appsv1.Deployments_UpdateScale_FullMethodName && updates < tc.meddles {
 					meddle(tc.change(updates))
 					updates++
 				}
@@ -126,5 +128,97 @@ func TestScaleConflict(t *testing.T) {
 				t.Errorf("the other client's write was lost: labels %v", d.GetMetadata().GetLabels())
 			}
 		})
+	}
+}
+
+// TestScaleUsesSubresource checks which calls scale makes: one UpdateScale without
+// resourceVersion when there are no preconditions; a GetScale and an UpdateScale
+// carrying the read resourceVersion when there are. The parent is never written
+// directly.
+func TestScaleUsesSubresource(t *testing.T) {
+	c := testcluster.New(t, 3)
+	createDeployment(t, c, "web", 1, "nginx:1")
+	_, err := appsv1.NewReplicaSetsClient(c.Peers[0].Conn).Create(testCtx(t), &appsv1.CreateReplicaSetRequest{
+		Namespace: "default",
+		Body: &appsv1.ReplicaSet{Metadata: &metav1.ObjectMeta{Name: "rs"}, Spec: &appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "rs"}}, Template: template("rs", "rs:1")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type call struct{ method, rv string }
+	cases := []struct {
+		args  []string
+		calls func(rv string) []call
+		out   string
+	}{
+		{[]string{"deployment/web", "--replicas=2"}, func(string) []call {
+			return []call{{appsv1.Deployments_UpdateScale_FullMethodName, ""}}
+		}, "deployment.apps/web scaled\n"},
+		{[]string{"deployment/web", "--replicas=3", "--current-replicas=2"}, func(rv string) []call {
+			return []call{{appsv1.Deployments_GetScale_FullMethodName, ""}, {appsv1.Deployments_UpdateScale_FullMethodName, rv}}
+		}, "deployment.apps/web scaled\n"},
+		{[]string{"rs", "rs", "--replicas=5"}, func(string) []call {
+			return []call{{appsv1.ReplicaSets_UpdateScale_FullMethodName, ""}}
+		}, "replicaset.apps/rs scaled\n"},
+	}
+	for _, tc := range cases {
+		rv := getDeployment(t, c, "web").GetMetadata().GetResourceVersion()
+		var calls []call
+		record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			cl := call{method: method}
+			if r, ok := req.(*appsv1.UpdateScaleRequest); ok {
+				cl.rv = r.GetBody().GetMetadata().GetResourceVersion()
+			}
+			calls = append(calls, cl)
+			return invoke(ctx, method, req, reply, cc, opts...)
+		}
+		var out, errOut bytes.Buffer
+		runIntercepted(t, c, record, &out, &errOut, newScale, tc.args...)
+		if out.String() != tc.out || errOut.Len() != 0 {
+			t.Errorf("scale %v: stdout %q stderr %q, want %q", tc.args, out.String(), errOut.String(), tc.out)
+		}
+		if want := tc.calls(rv); fmt.Sprint(calls) != fmt.Sprint(want) {
+			t.Errorf("scale %v made calls %v, want %v", tc.args, calls, want)
+		}
+	}
+	if got := getDeployment(t, c, "web").GetSpec().GetReplicas(); got != 3 {
+		t.Errorf("deployment at %d replicas, want 3", got)
+	}
+	rs, err := appsv1.NewReplicaSetsClient(c.Peers[0].Conn).Get(testCtx(t), &metav1.GetRequest{Namespace: "default", Name: "rs"})
+	if err != nil || rs.GetSpec().GetReplicas() != 5 {
+		t.Errorf("replica set at %d replicas (%v), want 5", rs.GetSpec().GetReplicas(), err)
+	}
+}
+
+// TestScaleResourceVersionRace: a --resource-version that held when scale read
+// the Scale but not when it wrote fails with kubectl's precondition text on the
+// retry, and the other client's size stays.
+func TestScaleResourceVersionRace(t *testing.T) {
+	c := testcluster.New(t, 3)
+	createDeployment(t, c, "web", 2, "nginx:1")
+	rv := getDeployment(t, c, "web").GetMetadata().GetResourceVersion()
+	deployments := appsv1.NewDeploymentsClient(c.Peers[1].Conn)
+	meddled := false
+	interfere := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == appsv1.Deployments_UpdateScale_FullMethodName && !meddled {
+			meddled = true
+			d := getDeployment(t, c, "web")
+			d.Spec.Replicas = proto.Int32(6)
+			if _, err := deployments.Update(ctx, &appsv1.UpdateDeploymentRequest{Namespace: "default", Name: "web", Body: d}); err != nil {
+				t.Error(err)
+			}
+		}
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	var out, errOut bytes.Buffer
+	runIntercepted(t, c, interfere, &out, &errOut, newScale, "deployment/web", "--replicas=3", "--resource-version="+rv)
+	d := getDeployment(t, c, "web")
+	want := fmt.Sprintf("error: Expected resource version to be %s, was %s\n", rv, d.GetMetadata().GetResourceVersion())
+	if out.Len() != 0 || errOut.String() != want {
+		t.Errorf("stdout %q, stderr %q; want no output and %q", out.String(), errOut.String(), want)
+	}
+	if got := d.GetSpec().GetReplicas(); got != 6 {
+		t.Errorf("spec.replicas = %d, want the other client's 6", got)
 	}
 }

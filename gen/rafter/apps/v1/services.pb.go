@@ -12,7 +12,8 @@
 package appsv1
 
 import (
-	v1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	v1 "github.com/rafter-dev/rafter/gen/rafter/autoscaling/v1"
+	v11 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -28,6 +29,85 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// UpdateScaleRequest sets the replicas of a scalable kind through its scale
+// subresource: PUT .../{name}/scale. body.metadata.resourceVersion, when set,
+// is a precondition.
+type UpdateScaleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Body          *v1.Scale              `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	DryRun        []string               `protobuf:"bytes,4,rep,name=dryRun,proto3" json:"dryRun,omitempty"`
+	FieldManager  string                 `protobuf:"bytes,5,opt,name=fieldManager,proto3" json:"fieldManager,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateScaleRequest) Reset() {
+	*x = UpdateScaleRequest{}
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateScaleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateScaleRequest) ProtoMessage() {}
+
+func (x *UpdateScaleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateScaleRequest.ProtoReflect.Descriptor instead.
+func (*UpdateScaleRequest) Descriptor() ([]byte, []int) {
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *UpdateScaleRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *UpdateScaleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateScaleRequest) GetBody() *v1.Scale {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *UpdateScaleRequest) GetDryRun() []string {
+	if x != nil {
+		return x.DryRun
+	}
+	return nil
+}
+
+func (x *UpdateScaleRequest) GetFieldManager() string {
+	if x != nil {
+		return x.FieldManager
+	}
+	return ""
+}
+
 // CreateReplicaSetRequest creates a ReplicaSet: POST /apis/apps/v1/namespaces/{namespace}/replicasets.
 type CreateReplicaSetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -41,7 +121,7 @@ type CreateReplicaSetRequest struct {
 
 func (x *CreateReplicaSetRequest) Reset() {
 	*x = CreateReplicaSetRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[0]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +133,7 @@ func (x *CreateReplicaSetRequest) String() string {
 func (*CreateReplicaSetRequest) ProtoMessage() {}
 
 func (x *CreateReplicaSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[0]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +146,7 @@ func (x *CreateReplicaSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicaSetRequest.ProtoReflect.Descriptor instead.
 func (*CreateReplicaSetRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{0}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CreateReplicaSetRequest) GetNamespace() string {
@@ -111,7 +191,7 @@ type UpdateReplicaSetRequest struct {
 
 func (x *UpdateReplicaSetRequest) Reset() {
 	*x = UpdateReplicaSetRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[1]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -123,7 +203,7 @@ func (x *UpdateReplicaSetRequest) String() string {
 func (*UpdateReplicaSetRequest) ProtoMessage() {}
 
 func (x *UpdateReplicaSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[1]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -136,7 +216,7 @@ func (x *UpdateReplicaSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReplicaSetRequest.ProtoReflect.Descriptor instead.
 func (*UpdateReplicaSetRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{1}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *UpdateReplicaSetRequest) GetNamespace() string {
@@ -186,7 +266,7 @@ type ReplicaSetWatchEvent struct {
 
 func (x *ReplicaSetWatchEvent) Reset() {
 	*x = ReplicaSetWatchEvent{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[2]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +278,7 @@ func (x *ReplicaSetWatchEvent) String() string {
 func (*ReplicaSetWatchEvent) ProtoMessage() {}
 
 func (x *ReplicaSetWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[2]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +291,7 @@ func (x *ReplicaSetWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaSetWatchEvent.ProtoReflect.Descriptor instead.
 func (*ReplicaSetWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{2}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReplicaSetWatchEvent) GetType() string {
@@ -241,7 +321,7 @@ type CreateDeploymentRequest struct {
 
 func (x *CreateDeploymentRequest) Reset() {
 	*x = CreateDeploymentRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[3]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +333,7 @@ func (x *CreateDeploymentRequest) String() string {
 func (*CreateDeploymentRequest) ProtoMessage() {}
 
 func (x *CreateDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[3]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +346,7 @@ func (x *CreateDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*CreateDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{3}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateDeploymentRequest) GetNamespace() string {
@@ -311,7 +391,7 @@ type UpdateDeploymentRequest struct {
 
 func (x *UpdateDeploymentRequest) Reset() {
 	*x = UpdateDeploymentRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[4]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +403,7 @@ func (x *UpdateDeploymentRequest) String() string {
 func (*UpdateDeploymentRequest) ProtoMessage() {}
 
 func (x *UpdateDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[4]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +416,7 @@ func (x *UpdateDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{4}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateDeploymentRequest) GetNamespace() string {
@@ -386,7 +466,7 @@ type DeploymentWatchEvent struct {
 
 func (x *DeploymentWatchEvent) Reset() {
 	*x = DeploymentWatchEvent{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[5]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +478,7 @@ func (x *DeploymentWatchEvent) String() string {
 func (*DeploymentWatchEvent) ProtoMessage() {}
 
 func (x *DeploymentWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[5]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +491,7 @@ func (x *DeploymentWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentWatchEvent.ProtoReflect.Descriptor instead.
 func (*DeploymentWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{5}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeploymentWatchEvent) GetType() string {
@@ -441,7 +521,7 @@ type CreateDaemonSetRequest struct {
 
 func (x *CreateDaemonSetRequest) Reset() {
 	*x = CreateDaemonSetRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[6]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +533,7 @@ func (x *CreateDaemonSetRequest) String() string {
 func (*CreateDaemonSetRequest) ProtoMessage() {}
 
 func (x *CreateDaemonSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[6]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +546,7 @@ func (x *CreateDaemonSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDaemonSetRequest.ProtoReflect.Descriptor instead.
 func (*CreateDaemonSetRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{6}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateDaemonSetRequest) GetNamespace() string {
@@ -511,7 +591,7 @@ type UpdateDaemonSetRequest struct {
 
 func (x *UpdateDaemonSetRequest) Reset() {
 	*x = UpdateDaemonSetRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[7]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +603,7 @@ func (x *UpdateDaemonSetRequest) String() string {
 func (*UpdateDaemonSetRequest) ProtoMessage() {}
 
 func (x *UpdateDaemonSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[7]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +616,7 @@ func (x *UpdateDaemonSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDaemonSetRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDaemonSetRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{7}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateDaemonSetRequest) GetNamespace() string {
@@ -586,7 +666,7 @@ type DaemonSetWatchEvent struct {
 
 func (x *DaemonSetWatchEvent) Reset() {
 	*x = DaemonSetWatchEvent{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[8]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +678,7 @@ func (x *DaemonSetWatchEvent) String() string {
 func (*DaemonSetWatchEvent) ProtoMessage() {}
 
 func (x *DaemonSetWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[8]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +691,7 @@ func (x *DaemonSetWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DaemonSetWatchEvent.ProtoReflect.Descriptor instead.
 func (*DaemonSetWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{8}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DaemonSetWatchEvent) GetType() string {
@@ -641,7 +721,7 @@ type CreateStatefulSetRequest struct {
 
 func (x *CreateStatefulSetRequest) Reset() {
 	*x = CreateStatefulSetRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[9]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +733,7 @@ func (x *CreateStatefulSetRequest) String() string {
 func (*CreateStatefulSetRequest) ProtoMessage() {}
 
 func (x *CreateStatefulSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[9]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +746,7 @@ func (x *CreateStatefulSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateStatefulSetRequest.ProtoReflect.Descriptor instead.
 func (*CreateStatefulSetRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{9}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateStatefulSetRequest) GetNamespace() string {
@@ -711,7 +791,7 @@ type UpdateStatefulSetRequest struct {
 
 func (x *UpdateStatefulSetRequest) Reset() {
 	*x = UpdateStatefulSetRequest{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[10]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +803,7 @@ func (x *UpdateStatefulSetRequest) String() string {
 func (*UpdateStatefulSetRequest) ProtoMessage() {}
 
 func (x *UpdateStatefulSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[10]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +816,7 @@ func (x *UpdateStatefulSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateStatefulSetRequest.ProtoReflect.Descriptor instead.
 func (*UpdateStatefulSetRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{10}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateStatefulSetRequest) GetNamespace() string {
@@ -786,7 +866,7 @@ type StatefulSetWatchEvent struct {
 
 func (x *StatefulSetWatchEvent) Reset() {
 	*x = StatefulSetWatchEvent{}
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[11]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +878,7 @@ func (x *StatefulSetWatchEvent) String() string {
 func (*StatefulSetWatchEvent) ProtoMessage() {}
 
 func (x *StatefulSetWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_apps_v1_services_proto_msgTypes[11]
+	mi := &file_rafter_apps_v1_services_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +891,7 @@ func (x *StatefulSetWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatefulSetWatchEvent.ProtoReflect.Descriptor instead.
 func (*StatefulSetWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{11}
+	return file_rafter_apps_v1_services_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatefulSetWatchEvent) GetType() string {
@@ -832,7 +912,13 @@ var File_rafter_apps_v1_services_proto protoreflect.FileDescriptor
 
 const file_rafter_apps_v1_services_proto_rawDesc = "" +
 	"\n" +
-	"\x1drafter/apps/v1/services.proto\x12\x0erafter.apps.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1arafter/apps/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\"\xa3\x01\n" +
+	"\x1drafter/apps/v1/services.proto\x12\x0erafter.apps.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1arafter/apps/v1/types.proto\x1a!rafter/autoscaling/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\"\xb4\x01\n" +
+	"\x12UpdateScaleRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
+	"\x04body\x18\x03 \x01(\v2\x1c.rafter.autoscaling.v1.ScaleR\x04body\x12\x16\n" +
+	"\x06dryRun\x18\x04 \x03(\tR\x06dryRun\x12\"\n" +
+	"\ffieldManager\x18\x05 \x01(\tR\ffieldManager\"\xa3\x01\n" +
 	"\x17CreateReplicaSetRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12.\n" +
 	"\x04body\x18\x02 \x01(\v2\x1a.rafter.apps.v1.ReplicaSetR\x04body\x12\x16\n" +
@@ -888,23 +974,27 @@ const file_rafter_apps_v1_services_proto_rawDesc = "" +
 	"\ffieldManager\x18\x05 \x01(\tR\ffieldManager\"`\n" +
 	"\x15StatefulSetWatchEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x123\n" +
-	"\x06object\x18\x02 \x01(\v2\x1b.rafter.apps.v1.StatefulSetR\x06object2\xc2\t\n" +
+	"\x06object\x18\x02 \x01(\v2\x1b.rafter.apps.v1.StatefulSetR\x06object2\xef\v\n" +
 	"\vReplicaSets\x12\x8d\x01\n" +
 	"\x06Create\x12'.rafter.apps.v1.CreateReplicaSetRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\">\x82\xd3\xe4\x93\x028:\x04body\"0/apis/apps/v1/namespaces/{namespace}/replicasets\x12~\n" +
 	"\x03Get\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\"?\x82\xd3\xe4\x93\x029\x127/apis/apps/v1/namespaces/{namespace}/replicasets/{name}\x12\x9a\x01\n" +
 	"\x04List\x12\x1b.rafter.meta.v1.ListRequest\x1a\x1e.rafter.apps.v1.ReplicaSetList\"U\x82\xd3\xe4\x93\x02OZ\x1b\x12\x19/apis/apps/v1/replicasets\x120/apis/apps/v1/namespaces/{namespace}/replicasets\x12\x94\x01\n" +
 	"\x06Update\x12'.rafter.apps.v1.UpdateReplicaSetRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\"E\x82\xd3\xe4\x93\x02?:\x04body\x1a7/apis/apps/v1/namespaces/{namespace}/replicasets/{name}\x12\xa1\x01\n" +
 	"\fUpdateStatus\x12'.rafter.apps.v1.UpdateReplicaSetRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\"L\x82\xd3\xe4\x93\x02F:\x04body\x1a>/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/status\x12\x8b\x01\n" +
-	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\"F\x82\xd3\xe4\x93\x02@\x12>/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/status\x12\x8a\x01\n" +
+	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\"F\x82\xd3\xe4\x93\x02@\x12>/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/status\x12\x8b\x01\n" +
+	"\bGetScale\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1c.rafter.autoscaling.v1.Scale\"E\x82\xd3\xe4\x93\x02?\x12=/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/scale\x12\x9c\x01\n" +
+	"\vUpdateScale\x12\".rafter.apps.v1.UpdateScaleRequest\x1a\x1c.rafter.autoscaling.v1.Scale\"K\x82\xd3\xe4\x93\x02E:\x04body\x1a=/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/scale\x12\x8a\x01\n" +
 	"\x06Delete\x12\x1d.rafter.meta.v1.DeleteRequest\x1a\x1a.rafter.apps.v1.ReplicaSet\"E\x82\xd3\xe4\x93\x02?:\x04body*7/apis/apps/v1/namespaces/{namespace}/replicasets/{name}\x12\xaf\x01\n" +
-	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a$.rafter.apps.v1.ReplicaSetWatchEvent\"a\x82\xd3\xe4\x93\x02[Z!\x12\x1f/apis/apps/v1/watch/replicasets\x126/apis/apps/v1/watch/namespaces/{namespace}/replicasets0\x012\xc2\t\n" +
+	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a$.rafter.apps.v1.ReplicaSetWatchEvent\"a\x82\xd3\xe4\x93\x02[Z!\x12\x1f/apis/apps/v1/watch/replicasets\x126/apis/apps/v1/watch/namespaces/{namespace}/replicasets0\x012\xef\v\n" +
 	"\vDeployments\x12\x8d\x01\n" +
 	"\x06Create\x12'.rafter.apps.v1.CreateDeploymentRequest\x1a\x1a.rafter.apps.v1.Deployment\">\x82\xd3\xe4\x93\x028:\x04body\"0/apis/apps/v1/namespaces/{namespace}/deployments\x12~\n" +
 	"\x03Get\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1a.rafter.apps.v1.Deployment\"?\x82\xd3\xe4\x93\x029\x127/apis/apps/v1/namespaces/{namespace}/deployments/{name}\x12\x9a\x01\n" +
 	"\x04List\x12\x1b.rafter.meta.v1.ListRequest\x1a\x1e.rafter.apps.v1.DeploymentList\"U\x82\xd3\xe4\x93\x02OZ\x1b\x12\x19/apis/apps/v1/deployments\x120/apis/apps/v1/namespaces/{namespace}/deployments\x12\x94\x01\n" +
 	"\x06Update\x12'.rafter.apps.v1.UpdateDeploymentRequest\x1a\x1a.rafter.apps.v1.Deployment\"E\x82\xd3\xe4\x93\x02?:\x04body\x1a7/apis/apps/v1/namespaces/{namespace}/deployments/{name}\x12\xa1\x01\n" +
 	"\fUpdateStatus\x12'.rafter.apps.v1.UpdateDeploymentRequest\x1a\x1a.rafter.apps.v1.Deployment\"L\x82\xd3\xe4\x93\x02F:\x04body\x1a>/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status\x12\x8b\x01\n" +
-	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1a.rafter.apps.v1.Deployment\"F\x82\xd3\xe4\x93\x02@\x12>/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status\x12\x8a\x01\n" +
+	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1a.rafter.apps.v1.Deployment\"F\x82\xd3\xe4\x93\x02@\x12>/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status\x12\x8b\x01\n" +
+	"\bGetScale\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1c.rafter.autoscaling.v1.Scale\"E\x82\xd3\xe4\x93\x02?\x12=/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale\x12\x9c\x01\n" +
+	"\vUpdateScale\x12\".rafter.apps.v1.UpdateScaleRequest\x1a\x1c.rafter.autoscaling.v1.Scale\"K\x82\xd3\xe4\x93\x02E:\x04body\x1a=/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale\x12\x8a\x01\n" +
 	"\x06Delete\x12\x1d.rafter.meta.v1.DeleteRequest\x1a\x1a.rafter.apps.v1.Deployment\"E\x82\xd3\xe4\x93\x02?:\x04body*7/apis/apps/v1/namespaces/{namespace}/deployments/{name}\x12\xaf\x01\n" +
 	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a$.rafter.apps.v1.DeploymentWatchEvent\"a\x82\xd3\xe4\x93\x02[Z!\x12\x1f/apis/apps/v1/watch/deployments\x126/apis/apps/v1/watch/namespaces/{namespace}/deployments0\x012\xac\t\n" +
 	"\n" +
@@ -916,7 +1006,7 @@ const file_rafter_apps_v1_services_proto_rawDesc = "" +
 	"\fUpdateStatus\x12&.rafter.apps.v1.UpdateDaemonSetRequest\x1a\x19.rafter.apps.v1.DaemonSet\"K\x82\xd3\xe4\x93\x02E:\x04body\x1a=/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}/status\x12\x89\x01\n" +
 	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x19.rafter.apps.v1.DaemonSet\"E\x82\xd3\xe4\x93\x02?\x12=/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}/status\x12\x88\x01\n" +
 	"\x06Delete\x12\x1d.rafter.meta.v1.DeleteRequest\x1a\x19.rafter.apps.v1.DaemonSet\"D\x82\xd3\xe4\x93\x02>:\x04body*6/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}\x12\xac\x01\n" +
-	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a#.rafter.apps.v1.DaemonSetWatchEvent\"_\x82\xd3\xe4\x93\x02YZ \x12\x1e/apis/apps/v1/watch/daemonsets\x125/apis/apps/v1/watch/namespaces/{namespace}/daemonsets0\x012\xd9\t\n" +
+	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a#.rafter.apps.v1.DaemonSetWatchEvent\"_\x82\xd3\xe4\x93\x02YZ \x12\x1e/apis/apps/v1/watch/daemonsets\x125/apis/apps/v1/watch/namespaces/{namespace}/daemonsets0\x012\x88\f\n" +
 	"\fStatefulSets\x12\x90\x01\n" +
 	"\x06Create\x12(.rafter.apps.v1.CreateStatefulSetRequest\x1a\x1b.rafter.apps.v1.StatefulSet\"?\x82\xd3\xe4\x93\x029:\x04body\"1/apis/apps/v1/namespaces/{namespace}/statefulsets\x12\x80\x01\n" +
 	"\x03Get\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1b.rafter.apps.v1.StatefulSet\"@\x82\xd3\xe4\x93\x02:\x128/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}\x12\x9d\x01\n" +
@@ -924,6 +1014,8 @@ const file_rafter_apps_v1_services_proto_rawDesc = "" +
 	"\x06Update\x12(.rafter.apps.v1.UpdateStatefulSetRequest\x1a\x1b.rafter.apps.v1.StatefulSet\"F\x82\xd3\xe4\x93\x02@:\x04body\x1a8/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}\x12\xa4\x01\n" +
 	"\fUpdateStatus\x12(.rafter.apps.v1.UpdateStatefulSetRequest\x1a\x1b.rafter.apps.v1.StatefulSet\"M\x82\xd3\xe4\x93\x02G:\x04body\x1a?/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/status\x12\x8d\x01\n" +
 	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1b.rafter.apps.v1.StatefulSet\"G\x82\xd3\xe4\x93\x02A\x12?/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/status\x12\x8c\x01\n" +
+	"\bGetScale\x12\x1a.rafter.meta.v1.GetRequest\x1a\x1c.rafter.autoscaling.v1.Scale\"F\x82\xd3\xe4\x93\x02@\x12>/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/scale\x12\x9d\x01\n" +
+	"\vUpdateScale\x12\".rafter.apps.v1.UpdateScaleRequest\x1a\x1c.rafter.autoscaling.v1.Scale\"L\x82\xd3\xe4\x93\x02F:\x04body\x1a>/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}/scale\x12\x8c\x01\n" +
 	"\x06Delete\x12\x1d.rafter.meta.v1.DeleteRequest\x1a\x1b.rafter.apps.v1.StatefulSet\"F\x82\xd3\xe4\x93\x02@:\x04body*8/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}\x12\xb2\x01\n" +
 	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a%.rafter.apps.v1.StatefulSetWatchEvent\"c\x82\xd3\xe4\x93\x02]Z\"\x12 /apis/apps/v1/watch/statefulsets\x127/apis/apps/v1/watch/namespaces/{namespace}/statefulsets0\x01B8Z6github.com/rafter-dev/rafter/gen/rafter/apps/v1;appsv1b\x06proto3"
 
@@ -939,114 +1031,129 @@ func file_rafter_apps_v1_services_proto_rawDescGZIP() []byte {
 	return file_rafter_apps_v1_services_proto_rawDescData
 }
 
-var file_rafter_apps_v1_services_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_rafter_apps_v1_services_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_rafter_apps_v1_services_proto_goTypes = []any{
-	(*CreateReplicaSetRequest)(nil),  // 0: rafter.apps.v1.CreateReplicaSetRequest
-	(*UpdateReplicaSetRequest)(nil),  // 1: rafter.apps.v1.UpdateReplicaSetRequest
-	(*ReplicaSetWatchEvent)(nil),     // 2: rafter.apps.v1.ReplicaSetWatchEvent
-	(*CreateDeploymentRequest)(nil),  // 3: rafter.apps.v1.CreateDeploymentRequest
-	(*UpdateDeploymentRequest)(nil),  // 4: rafter.apps.v1.UpdateDeploymentRequest
-	(*DeploymentWatchEvent)(nil),     // 5: rafter.apps.v1.DeploymentWatchEvent
-	(*CreateDaemonSetRequest)(nil),   // 6: rafter.apps.v1.CreateDaemonSetRequest
-	(*UpdateDaemonSetRequest)(nil),   // 7: rafter.apps.v1.UpdateDaemonSetRequest
-	(*DaemonSetWatchEvent)(nil),      // 8: rafter.apps.v1.DaemonSetWatchEvent
-	(*CreateStatefulSetRequest)(nil), // 9: rafter.apps.v1.CreateStatefulSetRequest
-	(*UpdateStatefulSetRequest)(nil), // 10: rafter.apps.v1.UpdateStatefulSetRequest
-	(*StatefulSetWatchEvent)(nil),    // 11: rafter.apps.v1.StatefulSetWatchEvent
-	(*ReplicaSet)(nil),               // 12: rafter.apps.v1.ReplicaSet
-	(*Deployment)(nil),               // 13: rafter.apps.v1.Deployment
-	(*DaemonSet)(nil),                // 14: rafter.apps.v1.DaemonSet
-	(*StatefulSet)(nil),              // 15: rafter.apps.v1.StatefulSet
-	(*v1.GetRequest)(nil),            // 16: rafter.meta.v1.GetRequest
-	(*v1.ListRequest)(nil),           // 17: rafter.meta.v1.ListRequest
-	(*v1.DeleteRequest)(nil),         // 18: rafter.meta.v1.DeleteRequest
-	(*ReplicaSetList)(nil),           // 19: rafter.apps.v1.ReplicaSetList
-	(*DeploymentList)(nil),           // 20: rafter.apps.v1.DeploymentList
-	(*DaemonSetList)(nil),            // 21: rafter.apps.v1.DaemonSetList
-	(*StatefulSetList)(nil),          // 22: rafter.apps.v1.StatefulSetList
+	(*UpdateScaleRequest)(nil),       // 0: rafter.apps.v1.UpdateScaleRequest
+	(*CreateReplicaSetRequest)(nil),  // 1: rafter.apps.v1.CreateReplicaSetRequest
+	(*UpdateReplicaSetRequest)(nil),  // 2: rafter.apps.v1.UpdateReplicaSetRequest
+	(*ReplicaSetWatchEvent)(nil),     // 3: rafter.apps.v1.ReplicaSetWatchEvent
+	(*CreateDeploymentRequest)(nil),  // 4: rafter.apps.v1.CreateDeploymentRequest
+	(*UpdateDeploymentRequest)(nil),  // 5: rafter.apps.v1.UpdateDeploymentRequest
+	(*DeploymentWatchEvent)(nil),     // 6: rafter.apps.v1.DeploymentWatchEvent
+	(*CreateDaemonSetRequest)(nil),   // 7: rafter.apps.v1.CreateDaemonSetRequest
+	(*UpdateDaemonSetRequest)(nil),   // 8: rafter.apps.v1.UpdateDaemonSetRequest
+	(*DaemonSetWatchEvent)(nil),      // 9: rafter.apps.v1.DaemonSetWatchEvent
+	(*CreateStatefulSetRequest)(nil), // 10: rafter.apps.v1.CreateStatefulSetRequest
+	(*UpdateStatefulSetRequest)(nil), // 11: rafter.apps.v1.UpdateStatefulSetRequest
+	(*StatefulSetWatchEvent)(nil),    // 12: rafter.apps.v1.StatefulSetWatchEvent
+	(*v1.Scale)(nil),                 // 13: rafter.autoscaling.v1.Scale
+	(*ReplicaSet)(nil),               // 14: rafter.apps.v1.ReplicaSet
+	(*Deployment)(nil),               // 15: rafter.apps.v1.Deployment
+	(*DaemonSet)(nil),                // 16: rafter.apps.v1.DaemonSet
+	(*StatefulSet)(nil),              // 17: rafter.apps.v1.StatefulSet
+	(*v11.GetRequest)(nil),           // 18: rafter.meta.v1.GetRequest
+	(*v11.ListRequest)(nil),          // 19: rafter.meta.v1.ListRequest
+	(*v11.DeleteRequest)(nil),        // 20: rafter.meta.v1.DeleteRequest
+	(*ReplicaSetList)(nil),           // 21: rafter.apps.v1.ReplicaSetList
+	(*DeploymentList)(nil),           // 22: rafter.apps.v1.DeploymentList
+	(*DaemonSetList)(nil),            // 23: rafter.apps.v1.DaemonSetList
+	(*StatefulSetList)(nil),          // 24: rafter.apps.v1.StatefulSetList
 }
 var file_rafter_apps_v1_services_proto_depIdxs = []int32{
-	12, // 0: rafter.apps.v1.CreateReplicaSetRequest.body:type_name -> rafter.apps.v1.ReplicaSet
-	12, // 1: rafter.apps.v1.UpdateReplicaSetRequest.body:type_name -> rafter.apps.v1.ReplicaSet
-	12, // 2: rafter.apps.v1.ReplicaSetWatchEvent.object:type_name -> rafter.apps.v1.ReplicaSet
-	13, // 3: rafter.apps.v1.CreateDeploymentRequest.body:type_name -> rafter.apps.v1.Deployment
-	13, // 4: rafter.apps.v1.UpdateDeploymentRequest.body:type_name -> rafter.apps.v1.Deployment
-	13, // 5: rafter.apps.v1.DeploymentWatchEvent.object:type_name -> rafter.apps.v1.Deployment
-	14, // 6: rafter.apps.v1.CreateDaemonSetRequest.body:type_name -> rafter.apps.v1.DaemonSet
-	14, // 7: rafter.apps.v1.UpdateDaemonSetRequest.body:type_name -> rafter.apps.v1.DaemonSet
-	14, // 8: rafter.apps.v1.DaemonSetWatchEvent.object:type_name -> rafter.apps.v1.DaemonSet
-	15, // 9: rafter.apps.v1.CreateStatefulSetRequest.body:type_name -> rafter.apps.v1.StatefulSet
-	15, // 10: rafter.apps.v1.UpdateStatefulSetRequest.body:type_name -> rafter.apps.v1.StatefulSet
-	15, // 11: rafter.apps.v1.StatefulSetWatchEvent.object:type_name -> rafter.apps.v1.StatefulSet
-	0,  // 12: rafter.apps.v1.ReplicaSets.Create:input_type -> rafter.apps.v1.CreateReplicaSetRequest
-	16, // 13: rafter.apps.v1.ReplicaSets.Get:input_type -> rafter.meta.v1.GetRequest
-	17, // 14: rafter.apps.v1.ReplicaSets.List:input_type -> rafter.meta.v1.ListRequest
-	1,  // 15: rafter.apps.v1.ReplicaSets.Update:input_type -> rafter.apps.v1.UpdateReplicaSetRequest
-	1,  // 16: rafter.apps.v1.ReplicaSets.UpdateStatus:input_type -> rafter.apps.v1.UpdateReplicaSetRequest
-	16, // 17: rafter.apps.v1.ReplicaSets.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	18, // 18: rafter.apps.v1.ReplicaSets.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	17, // 19: rafter.apps.v1.ReplicaSets.Watch:input_type -> rafter.meta.v1.ListRequest
-	3,  // 20: rafter.apps.v1.Deployments.Create:input_type -> rafter.apps.v1.CreateDeploymentRequest
-	16, // 21: rafter.apps.v1.Deployments.Get:input_type -> rafter.meta.v1.GetRequest
-	17, // 22: rafter.apps.v1.Deployments.List:input_type -> rafter.meta.v1.ListRequest
-	4,  // 23: rafter.apps.v1.Deployments.Update:input_type -> rafter.apps.v1.UpdateDeploymentRequest
-	4,  // 24: rafter.apps.v1.Deployments.UpdateStatus:input_type -> rafter.apps.v1.UpdateDeploymentRequest
-	16, // 25: rafter.apps.v1.Deployments.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	18, // 26: rafter.apps.v1.Deployments.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	17, // 27: rafter.apps.v1.Deployments.Watch:input_type -> rafter.meta.v1.ListRequest
-	6,  // 28: rafter.apps.v1.DaemonSets.Create:input_type -> rafter.apps.v1.CreateDaemonSetRequest
-	16, // 29: rafter.apps.v1.DaemonSets.Get:input_type -> rafter.meta.v1.GetRequest
-	17, // 30: rafter.apps.v1.DaemonSets.List:input_type -> rafter.meta.v1.ListRequest
-	7,  // 31: rafter.apps.v1.DaemonSets.Update:input_type -> rafter.apps.v1.UpdateDaemonSetRequest
-	7,  // 32: rafter.apps.v1.DaemonSets.UpdateStatus:input_type -> rafter.apps.v1.UpdateDaemonSetRequest
-	16, // 33: rafter.apps.v1.DaemonSets.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	18, // 34: rafter.apps.v1.DaemonSets.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	17, // 35: rafter.apps.v1.DaemonSets.Watch:input_type -> rafter.meta.v1.ListRequest
-	9,  // 36: rafter.apps.v1.StatefulSets.Create:input_type -> rafter.apps.v1.CreateStatefulSetRequest
-	16, // 37: rafter.apps.v1.StatefulSets.Get:input_type -> rafter.meta.v1.GetRequest
-	17, // 38: rafter.apps.v1.StatefulSets.List:input_type -> rafter.meta.v1.ListRequest
-	10, // 39: rafter.apps.v1.StatefulSets.Update:input_type -> rafter.apps.v1.UpdateStatefulSetRequest
-	10, // 40: rafter.apps.v1.StatefulSets.UpdateStatus:input_type -> rafter.apps.v1.UpdateStatefulSetRequest
-	16, // 41: rafter.apps.v1.StatefulSets.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	18, // 42: rafter.apps.v1.StatefulSets.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	17, // 43: rafter.apps.v1.StatefulSets.Watch:input_type -> rafter.meta.v1.ListRequest
-	12, // 44: rafter.apps.v1.ReplicaSets.Create:output_type -> rafter.apps.v1.ReplicaSet
-	12, // 45: rafter.apps.v1.ReplicaSets.Get:output_type -> rafter.apps.v1.ReplicaSet
-	19, // 46: rafter.apps.v1.ReplicaSets.List:output_type -> rafter.apps.v1.ReplicaSetList
-	12, // 47: rafter.apps.v1.ReplicaSets.Update:output_type -> rafter.apps.v1.ReplicaSet
-	12, // 48: rafter.apps.v1.ReplicaSets.UpdateStatus:output_type -> rafter.apps.v1.ReplicaSet
-	12, // 49: rafter.apps.v1.ReplicaSets.GetStatus:output_type -> rafter.apps.v1.ReplicaSet
-	12, // 50: rafter.apps.v1.ReplicaSets.Delete:output_type -> rafter.apps.v1.ReplicaSet
-	2,  // 51: rafter.apps.v1.ReplicaSets.Watch:output_type -> rafter.apps.v1.ReplicaSetWatchEvent
-	13, // 52: rafter.apps.v1.Deployments.Create:output_type -> rafter.apps.v1.Deployment
-	13, // 53: rafter.apps.v1.Deployments.Get:output_type -> rafter.apps.v1.Deployment
-	20, // 54: rafter.apps.v1.Deployments.List:output_type -> rafter.apps.v1.DeploymentList
-	13, // 55: rafter.apps.v1.Deployments.Update:output_type -> rafter.apps.v1.Deployment
-	13, // 56: rafter.apps.v1.Deployments.UpdateStatus:output_type -> rafter.apps.v1.Deployment
-	13, // 57: rafter.apps.v1.Deployments.GetStatus:output_type -> rafter.apps.v1.Deployment
-	13, // 58: rafter.apps.v1.Deployments.Delete:output_type -> rafter.apps.v1.Deployment
-	5,  // 59: rafter.apps.v1.Deployments.Watch:output_type -> rafter.apps.v1.DeploymentWatchEvent
-	14, // 60: rafter.apps.v1.DaemonSets.Create:output_type -> rafter.apps.v1.DaemonSet
-	14, // 61: rafter.apps.v1.DaemonSets.Get:output_type -> rafter.apps.v1.DaemonSet
-	21, // 62: rafter.apps.v1.DaemonSets.List:output_type -> rafter.apps.v1.DaemonSetList
-	14, // 63: rafter.apps.v1.DaemonSets.Update:output_type -> rafter.apps.v1.DaemonSet
-	14, // 64: rafter.apps.v1.DaemonSets.UpdateStatus:output_type -> rafter.apps.v1.DaemonSet
-	14, // 65: rafter.apps.v1.DaemonSets.GetStatus:output_type -> rafter.apps.v1.DaemonSet
-	14, // 66: rafter.apps.v1.DaemonSets.Delete:output_type -> rafter.apps.v1.DaemonSet
-	8,  // 67: rafter.apps.v1.DaemonSets.Watch:output_type -> rafter.apps.v1.DaemonSetWatchEvent
-	15, // 68: rafter.apps.v1.StatefulSets.Create:output_type -> rafter.apps.v1.StatefulSet
-	15, // 69: rafter.apps.v1.StatefulSets.Get:output_type -> rafter.apps.v1.StatefulSet
-	22, // 70: rafter.apps.v1.StatefulSets.List:output_type -> rafter.apps.v1.StatefulSetList
-	15, // 71: rafter.apps.v1.StatefulSets.Update:output_type -> rafter.apps.v1.StatefulSet
-	15, // 72: rafter.apps.v1.StatefulSets.UpdateStatus:output_type -> rafter.apps.v1.StatefulSet
-	15, // 73: rafter.apps.v1.StatefulSets.GetStatus:output_type -> rafter.apps.v1.StatefulSet
-	15, // 74: rafter.apps.v1.StatefulSets.Delete:output_type -> rafter.apps.v1.StatefulSet
-	11, // 75: rafter.apps.v1.StatefulSets.Watch:output_type -> rafter.apps.v1.StatefulSetWatchEvent
-	44, // [44:76] is the sub-list for method output_type
-	12, // [12:44] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	13, // 0: rafter.apps.v1.UpdateScaleRequest.body:type_name -> rafter.autoscaling.v1.Scale
+	14, // 1: rafter.apps.v1.CreateReplicaSetRequest.body:type_name -> rafter.apps.v1.ReplicaSet
+	14, // 2: rafter.apps.v1.UpdateReplicaSetRequest.body:type_name -> rafter.apps.v1.ReplicaSet
+	14, // 3: rafter.apps.v1.ReplicaSetWatchEvent.object:type_name -> rafter.apps.v1.ReplicaSet
+	15, // 4: rafter.apps.v1.CreateDeploymentRequest.body:type_name -> rafter.apps.v1.Deployment
+	15, // 5: rafter.apps.v1.UpdateDeploymentRequest.body:type_name -> rafter.apps.v1.Deployment
+	15, // 6: rafter.apps.v1.DeploymentWatchEvent.object:type_name -> rafter.apps.v1.Deployment
+	16, // 7: rafter.apps.v1.CreateDaemonSetRequest.body:type_name -> rafter.apps.v1.DaemonSet
+	16, // 8: rafter.apps.v1.UpdateDaemonSetRequest.body:type_name -> rafter.apps.v1.DaemonSet
+	16, // 9: rafter.apps.v1.DaemonSetWatchEvent.object:type_name -> rafter.apps.v1.DaemonSet
+	17, // 10: rafter.apps.v1.CreateStatefulSetRequest.body:type_name -> rafter.apps.v1.StatefulSet
+	17, // 11: rafter.apps.v1.UpdateStatefulSetRequest.body:type_name -> rafter.apps.v1.StatefulSet
+	17, // 12: rafter.apps.v1.StatefulSetWatchEvent.object:type_name -> rafter.apps.v1.StatefulSet
+	1,  // 13: rafter.apps.v1.ReplicaSets.Create:input_type -> rafter.apps.v1.CreateReplicaSetRequest
+	18, // 14: rafter.apps.v1.ReplicaSets.Get:input_type -> rafter.meta.v1.GetRequest
+	19, // 15: rafter.apps.v1.ReplicaSets.List:input_type -> rafter.meta.v1.ListRequest
+	2,  // 16: rafter.apps.v1.ReplicaSets.Update:input_type -> rafter.apps.v1.UpdateReplicaSetRequest
+	2,  // 17: rafter.apps.v1.ReplicaSets.UpdateStatus:input_type -> rafter.apps.v1.UpdateReplicaSetRequest
+	18, // 18: rafter.apps.v1.ReplicaSets.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	18, // 19: rafter.apps.v1.ReplicaSets.GetScale:input_type -> rafter.meta.v1.GetRequest
+	0,  // 20: rafter.apps.v1.ReplicaSets.UpdateScale:input_type -> rafter.apps.v1.UpdateScaleRequest
+	20, // 21: rafter.apps.v1.ReplicaSets.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	19, // 22: rafter.apps.v1.ReplicaSets.Watch:input_type -> rafter.meta.v1.ListRequest
+	4,  // 23: rafter.apps.v1.Deployments.Create:input_type -> rafter.apps.v1.CreateDeploymentRequest
+	18, // 24: rafter.apps.v1.Deployments.Get:input_type -> rafter.meta.v1.GetRequest
+	19, // 25: rafter.apps.v1.Deployments.List:input_type -> rafter.meta.v1.ListRequest
+	5,  // 26: rafter.apps.v1.Deployments.Update:input_type -> rafter.apps.v1.UpdateDeploymentRequest
+	5,  // 27: rafter.apps.v1.Deployments.UpdateStatus:input_type -> rafter.apps.v1.UpdateDeploymentRequest
+	18, // 28: rafter.apps.v1.Deployments.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	18, // 29: rafter.apps.v1.Deployments.GetScale:input_type -> rafter.meta.v1.GetRequest
+	0,  // 30: rafter.apps.v1.Deployments.UpdateScale:input_type -> rafter.apps.v1.UpdateScaleRequest
+	20, // 31: rafter.apps.v1.Deployments.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	19, // 32: rafter.apps.v1.Deployments.Watch:input_type -> rafter.meta.v1.ListRequest
+	7,  // 33: rafter.apps.v1.DaemonSets.Create:input_type -> rafter.apps.v1.CreateDaemonSetRequest
+	18, // 34: rafter.apps.v1.DaemonSets.Get:input_type -> rafter.meta.v1.GetRequest
+	19, // 35: rafter.apps.v1.DaemonSets.List:input_type -> rafter.meta.v1.ListRequest
+	8,  // 36: rafter.apps.v1.DaemonSets.Update:input_type -> rafter.apps.v1.UpdateDaemonSetRequest
+	8,  // 37: rafter.apps.v1.DaemonSets.UpdateStatus:input_type -> rafter.apps.v1.UpdateDaemonSetRequest
+	18, // 38: rafter.apps.v1.DaemonSets.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	20, // 39: rafter.apps.v1.DaemonSets.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	19, // 40: rafter.apps.v1.DaemonSets.Watch:input_type -> rafter.meta.v1.ListRequest
+	10, // 41: rafter.apps.v1.StatefulSets.Create:input_type -> rafter.apps.v1.CreateStatefulSetRequest
+	18, // 42: rafter.apps.v1.StatefulSets.Get:input_type -> rafter.meta.v1.GetRequest
+	19, // 43: rafter.apps.v1.StatefulSets.List:input_type -> rafter.meta.v1.ListRequest
+	11, // 44: rafter.apps.v1.StatefulSets.Update:input_type -> rafter.apps.v1.UpdateStatefulSetRequest
+	11, // 45: rafter.apps.v1.StatefulSets.UpdateStatus:input_type -> rafter.apps.v1.UpdateStatefulSetRequest
+	18, // 46: rafter.apps.v1.StatefulSets.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	18, // 47: rafter.apps.v1.StatefulSets.GetScale:input_type -> rafter.meta.v1.GetRequest
+	0,  // 48: rafter.apps.v1.StatefulSets.UpdateScale:input_type -> rafter.apps.v1.UpdateScaleRequest
+	20, // 49: rafter.apps.v1.StatefulSets.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	19, // 50: rafter.apps.v1.StatefulSets.Watch:input_type -> rafter.meta.v1.ListRequest
+	14, // 51: rafter.apps.v1.ReplicaSets.Create:output_type -> rafter.apps.v1.ReplicaSet
+	14, // 52: rafter.apps.v1.ReplicaSets.Get:output_type -> rafter.apps.v1.ReplicaSet
+	21, // 53: rafter.apps.v1.ReplicaSets.List:output_type -> rafter.apps.v1.ReplicaSetList
+	14, // 54: rafter.apps.v1.ReplicaSets.Update:output_type -> rafter.apps.v1.ReplicaSet
+	14, // 55: rafter.apps.v1.ReplicaSets.UpdateStatus:output_type -> rafter.apps.v1.ReplicaSet
+	14, // 56: rafter.apps.v1.ReplicaSets.GetStatus:output_type -> rafter.apps.v1.ReplicaSet
+	13, // 57: rafter.apps.v1.ReplicaSets.GetScale:output_type -> rafter.autoscaling.v1.Scale
+	13, // 58: rafter.apps.v1.ReplicaSets.UpdateScale:output_type -> rafter.autoscaling.v1.Scale
+	14, // 59: rafter.apps.v1.ReplicaSets.Delete:output_type -> rafter.apps.v1.ReplicaSet
+	3,  // 60: rafter.apps.v1.ReplicaSets.Watch:output_type -> rafter.apps.v1.ReplicaSetWatchEvent
+	15, // 61: rafter.apps.v1.Deployments.Create:output_type -> rafter.apps.v1.Deployment
+	15, // 62: rafter.apps.v1.Deployments.Get:output_type -> rafter.apps.v1.Deployment
+	22, // 63: rafter.apps.v1.Deployments.List:output_type -> rafter.apps.v1.DeploymentList
+	15, // 64: rafter.apps.v1.Deployments.Update:output_type -> rafter.apps.v1.Deployment
+	15, // 65: rafter.apps.v1.Deployments.UpdateStatus:output_type -> rafter.apps.v1.Deployment
+	15, // 66: rafter.apps.v1.Deployments.GetStatus:output_type -> rafter.apps.v1.Deployment
+	13, // 67: rafter.apps.v1.Deployments.GetScale:output_type -> rafter.autoscaling.v1.Scale
+	13, // 68: rafter.apps.v1.Deployments.UpdateScale:output_type -> rafter.autoscaling.v1.Scale
+	15, // 69: rafter.apps.v1.Deployments.Delete:output_type -> rafter.apps.v1.Deployment
+	6,  // 70: rafter.apps.v1.Deployments.Watch:output_type -> rafter.apps.v1.DeploymentWatchEvent
+	16, // 71: rafter.apps.v1.DaemonSets.Create:output_type -> rafter.apps.v1.DaemonSet
+	16, // 72: rafter.apps.v1.DaemonSets.Get:output_type -> rafter.apps.v1.DaemonSet
+	23, // 73: rafter.apps.v1.DaemonSets.List:output_type -> rafter.apps.v1.DaemonSetList
+	16, // 74: rafter.apps.v1.DaemonSets.Update:output_type -> rafter.apps.v1.DaemonSet
+	16, // 75: rafter.apps.v1.DaemonSets.UpdateStatus:output_type -> rafter.apps.v1.DaemonSet
+	16, // 76: rafter.apps.v1.DaemonSets.GetStatus:output_type -> rafter.apps.v1.DaemonSet
+	16, // 77: rafter.apps.v1.DaemonSets.Delete:output_type -> rafter.apps.v1.DaemonSet
+	9,  // 78: rafter.apps.v1.DaemonSets.Watch:output_type -> rafter.apps.v1.DaemonSetWatchEvent
+	17, // 79: rafter.apps.v1.StatefulSets.Create:output_type -> rafter.apps.v1.StatefulSet
+	17, // 80: rafter.apps.v1.StatefulSets.Get:output_type -> rafter.apps.v1.StatefulSet
+	24, // 81: rafter.apps.v1.StatefulSets.List:output_type -> rafter.apps.v1.StatefulSetList
+	17, // 82: rafter.apps.v1.StatefulSets.Update:output_type -> rafter.apps.v1.StatefulSet
+	17, // 83: rafter.apps.v1.StatefulSets.UpdateStatus:output_type -> rafter.apps.v1.StatefulSet
+	17, // 84: rafter.apps.v1.StatefulSets.GetStatus:output_type -> rafter.apps.v1.StatefulSet
+	13, // 85: rafter.apps.v1.StatefulSets.GetScale:output_type -> rafter.autoscaling.v1.Scale
+	13, // 86: rafter.apps.v1.StatefulSets.UpdateScale:output_type -> rafter.autoscaling.v1.Scale
+	17, // 87: rafter.apps.v1.StatefulSets.Delete:output_type -> rafter.apps.v1.StatefulSet
+	12, // 88: rafter.apps.v1.StatefulSets.Watch:output_type -> rafter.apps.v1.StatefulSetWatchEvent
+	51, // [51:89] is the sub-list for method output_type
+	13, // [13:51] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_rafter_apps_v1_services_proto_init() }
@@ -1061,7 +1168,7 @@ func file_rafter_apps_v1_services_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rafter_apps_v1_services_proto_rawDesc), len(file_rafter_apps_v1_services_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -13,6 +13,7 @@ package appsv1
 
 import (
 	context "context"
+	v11 "github.com/rafter-dev/rafter/gen/rafter/autoscaling/v1"
 	v1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
@@ -31,6 +32,8 @@ const (
 	ReplicaSets_Update_FullMethodName       = "/rafter.apps.v1.ReplicaSets/Update"
 	ReplicaSets_UpdateStatus_FullMethodName = "/rafter.apps.v1.ReplicaSets/UpdateStatus"
 	ReplicaSets_GetStatus_FullMethodName    = "/rafter.apps.v1.ReplicaSets/GetStatus"
+	ReplicaSets_GetScale_FullMethodName     = "/rafter.apps.v1.ReplicaSets/GetScale"
+	ReplicaSets_UpdateScale_FullMethodName  = "/rafter.apps.v1.ReplicaSets/UpdateScale"
 	ReplicaSets_Delete_FullMethodName       = "/rafter.apps.v1.ReplicaSets/Delete"
 	ReplicaSets_Watch_FullMethodName        = "/rafter.apps.v1.ReplicaSets/Watch"
 )
@@ -47,6 +50,8 @@ type ReplicaSetsClient interface {
 	Update(ctx context.Context, in *UpdateReplicaSetRequest, opts ...grpc.CallOption) (*ReplicaSet, error)
 	UpdateStatus(ctx context.Context, in *UpdateReplicaSetRequest, opts ...grpc.CallOption) (*ReplicaSet, error)
 	GetStatus(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*ReplicaSet, error)
+	GetScale(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v11.Scale, error)
+	UpdateScale(ctx context.Context, in *UpdateScaleRequest, opts ...grpc.CallOption) (*v11.Scale, error)
 	Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*ReplicaSet, error)
 	Watch(ctx context.Context, in *v1.ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplicaSetWatchEvent], error)
 }
@@ -119,6 +124,26 @@ func (c *replicaSetsClient) GetStatus(ctx context.Context, in *v1.GetRequest, op
 	return out, nil
 }
 
+func (c *replicaSetsClient) GetScale(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v11.Scale, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v11.Scale)
+	err := c.cc.Invoke(ctx, ReplicaSets_GetScale_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaSetsClient) UpdateScale(ctx context.Context, in *UpdateScaleRequest, opts ...grpc.CallOption) (*v11.Scale, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v11.Scale)
+	err := c.cc.Invoke(ctx, ReplicaSets_UpdateScale_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *replicaSetsClient) Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*ReplicaSet, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReplicaSet)
@@ -160,6 +185,8 @@ type ReplicaSetsServer interface {
 	Update(context.Context, *UpdateReplicaSetRequest) (*ReplicaSet, error)
 	UpdateStatus(context.Context, *UpdateReplicaSetRequest) (*ReplicaSet, error)
 	GetStatus(context.Context, *v1.GetRequest) (*ReplicaSet, error)
+	GetScale(context.Context, *v1.GetRequest) (*v11.Scale, error)
+	UpdateScale(context.Context, *UpdateScaleRequest) (*v11.Scale, error)
 	Delete(context.Context, *v1.DeleteRequest) (*ReplicaSet, error)
 	Watch(*v1.ListRequest, grpc.ServerStreamingServer[ReplicaSetWatchEvent]) error
 	mustEmbedUnimplementedReplicaSetsServer()
@@ -189,6 +216,12 @@ func (UnimplementedReplicaSetsServer) UpdateStatus(context.Context, *UpdateRepli
 }
 func (UnimplementedReplicaSetsServer) GetStatus(context.Context, *v1.GetRequest) (*ReplicaSet, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedReplicaSetsServer) GetScale(context.Context, *v1.GetRequest) (*v11.Scale, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetScale not implemented")
+}
+func (UnimplementedReplicaSetsServer) UpdateScale(context.Context, *UpdateScaleRequest) (*v11.Scale, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateScale not implemented")
 }
 func (UnimplementedReplicaSetsServer) Delete(context.Context, *v1.DeleteRequest) (*ReplicaSet, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
@@ -325,6 +358,42 @@ func _ReplicaSets_GetStatus_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaSets_GetScale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaSetsServer).GetScale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaSets_GetScale_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaSetsServer).GetScale(ctx, req.(*v1.GetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReplicaSets_UpdateScale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateScaleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaSetsServer).UpdateScale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaSets_UpdateScale_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaSetsServer).UpdateScale(ctx, req.(*UpdateScaleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ReplicaSets_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
@@ -386,6 +455,14 @@ var ReplicaSets_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ReplicaSets_GetStatus_Handler,
 		},
 		{
+			MethodName: "GetScale",
+			Handler:    _ReplicaSets_GetScale_Handler,
+		},
+		{
+			MethodName: "UpdateScale",
+			Handler:    _ReplicaSets_UpdateScale_Handler,
+		},
+		{
 			MethodName: "Delete",
 			Handler:    _ReplicaSets_Delete_Handler,
 		},
@@ -407,6 +484,8 @@ const (
 	Deployments_Update_FullMethodName       = "/rafter.apps.v1.Deployments/Update"
 	Deployments_UpdateStatus_FullMethodName = "/rafter.apps.v1.Deployments/UpdateStatus"
 	Deployments_GetStatus_FullMethodName    = "/rafter.apps.v1.Deployments/GetStatus"
+	Deployments_GetScale_FullMethodName     = "/rafter.apps.v1.Deployments/GetScale"
+	Deployments_UpdateScale_FullMethodName  = "/rafter.apps.v1.Deployments/UpdateScale"
 	Deployments_Delete_FullMethodName       = "/rafter.apps.v1.Deployments/Delete"
 	Deployments_Watch_FullMethodName        = "/rafter.apps.v1.Deployments/Watch"
 )
@@ -423,6 +502,8 @@ type DeploymentsClient interface {
 	Update(ctx context.Context, in *UpdateDeploymentRequest, opts ...grpc.CallOption) (*Deployment, error)
 	UpdateStatus(ctx context.Context, in *UpdateDeploymentRequest, opts ...grpc.CallOption) (*Deployment, error)
 	GetStatus(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*Deployment, error)
+	GetScale(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v11.Scale, error)
+	UpdateScale(ctx context.Context, in *UpdateScaleRequest, opts ...grpc.CallOption) (*v11.Scale, error)
 	Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*Deployment, error)
 	Watch(ctx context.Context, in *v1.ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeploymentWatchEvent], error)
 }
@@ -495,6 +576,26 @@ func (c *deploymentsClient) GetStatus(ctx context.Context, in *v1.GetRequest, op
 	return out, nil
 }
 
+func (c *deploymentsClient) GetScale(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v11.Scale, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v11.Scale)
+	err := c.cc.Invoke(ctx, Deployments_GetScale_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deploymentsClient) UpdateScale(ctx context.Context, in *UpdateScaleRequest, opts ...grpc.CallOption) (*v11.Scale, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v11.Scale)
+	err := c.cc.Invoke(ctx, Deployments_UpdateScale_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *deploymentsClient) Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*Deployment, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Deployment)
@@ -536,6 +637,8 @@ type DeploymentsServer interface {
 	Update(context.Context, *UpdateDeploymentRequest) (*Deployment, error)
 	UpdateStatus(context.Context, *UpdateDeploymentRequest) (*Deployment, error)
 	GetStatus(context.Context, *v1.GetRequest) (*Deployment, error)
+	GetScale(context.Context, *v1.GetRequest) (*v11.Scale, error)
+	UpdateScale(context.Context, *UpdateScaleRequest) (*v11.Scale, error)
 	Delete(context.Context, *v1.DeleteRequest) (*Deployment, error)
 	Watch(*v1.ListRequest, grpc.ServerStreamingServer[DeploymentWatchEvent]) error
 	mustEmbedUnimplementedDeploymentsServer()
@@ -565,6 +668,12 @@ func (UnimplementedDeploymentsServer) UpdateStatus(context.Context, *UpdateDeplo
 }
 func (UnimplementedDeploymentsServer) GetStatus(context.Context, *v1.GetRequest) (*Deployment, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedDeploymentsServer) GetScale(context.Context, *v1.GetRequest) (*v11.Scale, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetScale not implemented")
+}
+func (UnimplementedDeploymentsServer) UpdateScale(context.Context, *UpdateScaleRequest) (*v11.Scale, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateScale not implemented")
 }
 func (UnimplementedDeploymentsServer) Delete(context.Context, *v1.DeleteRequest) (*Deployment, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
@@ -701,6 +810,42 @@ func _Deployments_GetStatus_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Deployments_GetScale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeploymentsServer).GetScale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deployments_GetScale_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeploymentsServer).GetScale(ctx, req.(*v1.GetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Deployments_UpdateScale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateScaleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeploymentsServer).UpdateScale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deployments_UpdateScale_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeploymentsServer).UpdateScale(ctx, req.(*UpdateScaleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Deployments_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
@@ -760,6 +905,14 @@ var Deployments_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _Deployments_GetStatus_Handler,
+		},
+		{
+			MethodName: "GetScale",
+			Handler:    _Deployments_GetScale_Handler,
+		},
+		{
+			MethodName: "UpdateScale",
+			Handler:    _Deployments_UpdateScale_Handler,
 		},
 		{
 			MethodName: "Delete",
@@ -1159,6 +1312,8 @@ const (
 	StatefulSets_Update_FullMethodName       = "/rafter.apps.v1.StatefulSets/Update"
 	StatefulSets_UpdateStatus_FullMethodName = "/rafter.apps.v1.StatefulSets/UpdateStatus"
 	StatefulSets_GetStatus_FullMethodName    = "/rafter.apps.v1.StatefulSets/GetStatus"
+	StatefulSets_GetScale_FullMethodName     = "/rafter.apps.v1.StatefulSets/GetScale"
+	StatefulSets_UpdateScale_FullMethodName  = "/rafter.apps.v1.StatefulSets/UpdateScale"
 	StatefulSets_Delete_FullMethodName       = "/rafter.apps.v1.StatefulSets/Delete"
 	StatefulSets_Watch_FullMethodName        = "/rafter.apps.v1.StatefulSets/Watch"
 )
@@ -1175,6 +1330,8 @@ type StatefulSetsClient interface {
 	Update(ctx context.Context, in *UpdateStatefulSetRequest, opts ...grpc.CallOption) (*StatefulSet, error)
 	UpdateStatus(ctx context.Context, in *UpdateStatefulSetRequest, opts ...grpc.CallOption) (*StatefulSet, error)
 	GetStatus(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*StatefulSet, error)
+	GetScale(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v11.Scale, error)
+	UpdateScale(ctx context.Context, in *UpdateScaleRequest, opts ...grpc.CallOption) (*v11.Scale, error)
 	Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*StatefulSet, error)
 	Watch(ctx context.Context, in *v1.ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatefulSetWatchEvent], error)
 }
@@ -1247,6 +1404,26 @@ func (c *statefulSetsClient) GetStatus(ctx context.Context, in *v1.GetRequest, o
 	return out, nil
 }
 
+func (c *statefulSetsClient) GetScale(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*v11.Scale, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v11.Scale)
+	err := c.cc.Invoke(ctx, StatefulSets_GetScale_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *statefulSetsClient) UpdateScale(ctx context.Context, in *UpdateScaleRequest, opts ...grpc.CallOption) (*v11.Scale, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v11.Scale)
+	err := c.cc.Invoke(ctx, StatefulSets_UpdateScale_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *statefulSetsClient) Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*StatefulSet, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatefulSet)
@@ -1288,6 +1465,8 @@ type StatefulSetsServer interface {
 	Update(context.Context, *UpdateStatefulSetRequest) (*StatefulSet, error)
 	UpdateStatus(context.Context, *UpdateStatefulSetRequest) (*StatefulSet, error)
 	GetStatus(context.Context, *v1.GetRequest) (*StatefulSet, error)
+	GetScale(context.Context, *v1.GetRequest) (*v11.Scale, error)
+	UpdateScale(context.Context, *UpdateScaleRequest) (*v11.Scale, error)
 	Delete(context.Context, *v1.DeleteRequest) (*StatefulSet, error)
 	Watch(*v1.ListRequest, grpc.ServerStreamingServer[StatefulSetWatchEvent]) error
 	mustEmbedUnimplementedStatefulSetsServer()
@@ -1317,6 +1496,12 @@ func (UnimplementedStatefulSetsServer) UpdateStatus(context.Context, *UpdateStat
 }
 func (UnimplementedStatefulSetsServer) GetStatus(context.Context, *v1.GetRequest) (*StatefulSet, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStatus not implemented")
+}
+func (UnimplementedStatefulSetsServer) GetScale(context.Context, *v1.GetRequest) (*v11.Scale, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetScale not implemented")
+}
+func (UnimplementedStatefulSetsServer) UpdateScale(context.Context, *UpdateScaleRequest) (*v11.Scale, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateScale not implemented")
 }
 func (UnimplementedStatefulSetsServer) Delete(context.Context, *v1.DeleteRequest) (*StatefulSet, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
@@ -1453,6 +1638,42 @@ func _StatefulSets_GetStatus_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StatefulSets_GetScale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatefulSetsServer).GetScale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatefulSets_GetScale_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatefulSetsServer).GetScale(ctx, req.(*v1.GetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StatefulSets_UpdateScale_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateScaleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatefulSetsServer).UpdateScale(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatefulSets_UpdateScale_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatefulSetsServer).UpdateScale(ctx, req.(*UpdateScaleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StatefulSets_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
@@ -1512,6 +1733,14 @@ var StatefulSets_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStatus",
 			Handler:    _StatefulSets_GetStatus_Handler,
+		},
+		{
+			MethodName: "GetScale",
+			Handler:    _StatefulSets_GetScale_Handler,
+		},
+		{
+			MethodName: "UpdateScale",
+			Handler:    _StatefulSets_UpdateScale_Handler,
 		},
 		{
 			MethodName: "Delete",

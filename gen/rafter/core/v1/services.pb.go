@@ -12,7 +12,8 @@
 package corev1
 
 import (
-	v1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	v11 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	v1 "github.com/rafter-dev/rafter/gen/rafter/policy/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -705,6 +706,83 @@ func (x *CreateBindingRequest) GetFieldManager() string {
 	return ""
 }
 
+// CreateEvictionRequest evicts a Pod: POST /api/v1/namespaces/{namespace}/pods/{name}/eviction.
+type CreateEvictionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Body          *v1.Eviction           `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	DryRun        []string               `protobuf:"bytes,4,rep,name=dryRun,proto3" json:"dryRun,omitempty"`
+	FieldManager  string                 `protobuf:"bytes,5,opt,name=fieldManager,proto3" json:"fieldManager,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEvictionRequest) Reset() {
+	*x = CreateEvictionRequest{}
+	mi := &file_rafter_core_v1_services_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEvictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEvictionRequest) ProtoMessage() {}
+
+func (x *CreateEvictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rafter_core_v1_services_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEvictionRequest.ProtoReflect.Descriptor instead.
+func (*CreateEvictionRequest) Descriptor() ([]byte, []int) {
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CreateEvictionRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *CreateEvictionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateEvictionRequest) GetBody() *v1.Eviction {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *CreateEvictionRequest) GetDryRun() []string {
+	if x != nil {
+		return x.DryRun
+	}
+	return nil
+}
+
+func (x *CreateEvictionRequest) GetFieldManager() string {
+	if x != nil {
+		return x.FieldManager
+	}
+	return ""
+}
+
 // CreateServiceRequest creates a Service: POST /api/v1/namespaces/{namespace}/services.
 type CreateServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -718,7 +796,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[10]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +808,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[10]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +821,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{10}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateServiceRequest) GetNamespace() string {
@@ -788,7 +866,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[11]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +878,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[11]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +891,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{11}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateServiceRequest) GetNamespace() string {
@@ -863,7 +941,7 @@ type ServiceWatchEvent struct {
 
 func (x *ServiceWatchEvent) Reset() {
 	*x = ServiceWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[12]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +953,7 @@ func (x *ServiceWatchEvent) String() string {
 func (*ServiceWatchEvent) ProtoMessage() {}
 
 func (x *ServiceWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[12]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +966,7 @@ func (x *ServiceWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceWatchEvent.ProtoReflect.Descriptor instead.
 func (*ServiceWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{12}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ServiceWatchEvent) GetType() string {
@@ -918,7 +996,7 @@ type CreateEndpointsRequest struct {
 
 func (x *CreateEndpointsRequest) Reset() {
 	*x = CreateEndpointsRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[13]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1008,7 @@ func (x *CreateEndpointsRequest) String() string {
 func (*CreateEndpointsRequest) ProtoMessage() {}
 
 func (x *CreateEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[13]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1021,7 @@ func (x *CreateEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*CreateEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{13}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateEndpointsRequest) GetNamespace() string {
@@ -988,7 +1066,7 @@ type UpdateEndpointsRequest struct {
 
 func (x *UpdateEndpointsRequest) Reset() {
 	*x = UpdateEndpointsRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[14]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1078,7 @@ func (x *UpdateEndpointsRequest) String() string {
 func (*UpdateEndpointsRequest) ProtoMessage() {}
 
 func (x *UpdateEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[14]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1091,7 @@ func (x *UpdateEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{14}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateEndpointsRequest) GetNamespace() string {
@@ -1063,7 +1141,7 @@ type EndpointsWatchEvent struct {
 
 func (x *EndpointsWatchEvent) Reset() {
 	*x = EndpointsWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[15]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1153,7 @@ func (x *EndpointsWatchEvent) String() string {
 func (*EndpointsWatchEvent) ProtoMessage() {}
 
 func (x *EndpointsWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[15]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1166,7 @@ func (x *EndpointsWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointsWatchEvent.ProtoReflect.Descriptor instead.
 func (*EndpointsWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{15}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EndpointsWatchEvent) GetType() string {
@@ -1118,7 +1196,7 @@ type CreateConfigMapRequest struct {
 
 func (x *CreateConfigMapRequest) Reset() {
 	*x = CreateConfigMapRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[16]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1208,7 @@ func (x *CreateConfigMapRequest) String() string {
 func (*CreateConfigMapRequest) ProtoMessage() {}
 
 func (x *CreateConfigMapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[16]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1221,7 @@ func (x *CreateConfigMapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConfigMapRequest.ProtoReflect.Descriptor instead.
 func (*CreateConfigMapRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{16}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateConfigMapRequest) GetNamespace() string {
@@ -1188,7 +1266,7 @@ type UpdateConfigMapRequest struct {
 
 func (x *UpdateConfigMapRequest) Reset() {
 	*x = UpdateConfigMapRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[17]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1278,7 @@ func (x *UpdateConfigMapRequest) String() string {
 func (*UpdateConfigMapRequest) ProtoMessage() {}
 
 func (x *UpdateConfigMapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[17]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1291,7 @@ func (x *UpdateConfigMapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigMapRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConfigMapRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{17}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateConfigMapRequest) GetNamespace() string {
@@ -1263,7 +1341,7 @@ type ConfigMapWatchEvent struct {
 
 func (x *ConfigMapWatchEvent) Reset() {
 	*x = ConfigMapWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[18]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1353,7 @@ func (x *ConfigMapWatchEvent) String() string {
 func (*ConfigMapWatchEvent) ProtoMessage() {}
 
 func (x *ConfigMapWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[18]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1366,7 @@ func (x *ConfigMapWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigMapWatchEvent.ProtoReflect.Descriptor instead.
 func (*ConfigMapWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{18}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfigMapWatchEvent) GetType() string {
@@ -1318,7 +1396,7 @@ type CreateSecretRequest struct {
 
 func (x *CreateSecretRequest) Reset() {
 	*x = CreateSecretRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[19]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1408,7 @@ func (x *CreateSecretRequest) String() string {
 func (*CreateSecretRequest) ProtoMessage() {}
 
 func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[19]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1421,7 @@ func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{19}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateSecretRequest) GetNamespace() string {
@@ -1388,7 +1466,7 @@ type UpdateSecretRequest struct {
 
 func (x *UpdateSecretRequest) Reset() {
 	*x = UpdateSecretRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[20]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1478,7 @@ func (x *UpdateSecretRequest) String() string {
 func (*UpdateSecretRequest) ProtoMessage() {}
 
 func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[20]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1491,7 @@ func (x *UpdateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSecretRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{20}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateSecretRequest) GetNamespace() string {
@@ -1463,7 +1541,7 @@ type SecretWatchEvent struct {
 
 func (x *SecretWatchEvent) Reset() {
 	*x = SecretWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[21]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1553,7 @@ func (x *SecretWatchEvent) String() string {
 func (*SecretWatchEvent) ProtoMessage() {}
 
 func (x *SecretWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[21]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1566,7 @@ func (x *SecretWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretWatchEvent.ProtoReflect.Descriptor instead.
 func (*SecretWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{21}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecretWatchEvent) GetType() string {
@@ -1518,7 +1596,7 @@ type CreatePersistentVolumeRequest struct {
 
 func (x *CreatePersistentVolumeRequest) Reset() {
 	*x = CreatePersistentVolumeRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[22]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1608,7 @@ func (x *CreatePersistentVolumeRequest) String() string {
 func (*CreatePersistentVolumeRequest) ProtoMessage() {}
 
 func (x *CreatePersistentVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[22]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1621,7 @@ func (x *CreatePersistentVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePersistentVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreatePersistentVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{22}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreatePersistentVolumeRequest) GetNamespace() string {
@@ -1588,7 +1666,7 @@ type UpdatePersistentVolumeRequest struct {
 
 func (x *UpdatePersistentVolumeRequest) Reset() {
 	*x = UpdatePersistentVolumeRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[23]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1678,7 @@ func (x *UpdatePersistentVolumeRequest) String() string {
 func (*UpdatePersistentVolumeRequest) ProtoMessage() {}
 
 func (x *UpdatePersistentVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[23]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1691,7 @@ func (x *UpdatePersistentVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePersistentVolumeRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePersistentVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{23}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdatePersistentVolumeRequest) GetNamespace() string {
@@ -1663,7 +1741,7 @@ type PersistentVolumeWatchEvent struct {
 
 func (x *PersistentVolumeWatchEvent) Reset() {
 	*x = PersistentVolumeWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[24]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1753,7 @@ func (x *PersistentVolumeWatchEvent) String() string {
 func (*PersistentVolumeWatchEvent) ProtoMessage() {}
 
 func (x *PersistentVolumeWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[24]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1766,7 @@ func (x *PersistentVolumeWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistentVolumeWatchEvent.ProtoReflect.Descriptor instead.
 func (*PersistentVolumeWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{24}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PersistentVolumeWatchEvent) GetType() string {
@@ -1718,7 +1796,7 @@ type CreatePersistentVolumeClaimRequest struct {
 
 func (x *CreatePersistentVolumeClaimRequest) Reset() {
 	*x = CreatePersistentVolumeClaimRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[25]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1808,7 @@ func (x *CreatePersistentVolumeClaimRequest) String() string {
 func (*CreatePersistentVolumeClaimRequest) ProtoMessage() {}
 
 func (x *CreatePersistentVolumeClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[25]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1821,7 @@ func (x *CreatePersistentVolumeClaimRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use CreatePersistentVolumeClaimRequest.ProtoReflect.Descriptor instead.
 func (*CreatePersistentVolumeClaimRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{25}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreatePersistentVolumeClaimRequest) GetNamespace() string {
@@ -1788,7 +1866,7 @@ type UpdatePersistentVolumeClaimRequest struct {
 
 func (x *UpdatePersistentVolumeClaimRequest) Reset() {
 	*x = UpdatePersistentVolumeClaimRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[26]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1878,7 @@ func (x *UpdatePersistentVolumeClaimRequest) String() string {
 func (*UpdatePersistentVolumeClaimRequest) ProtoMessage() {}
 
 func (x *UpdatePersistentVolumeClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[26]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1891,7 @@ func (x *UpdatePersistentVolumeClaimRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use UpdatePersistentVolumeClaimRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePersistentVolumeClaimRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{26}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpdatePersistentVolumeClaimRequest) GetNamespace() string {
@@ -1863,7 +1941,7 @@ type PersistentVolumeClaimWatchEvent struct {
 
 func (x *PersistentVolumeClaimWatchEvent) Reset() {
 	*x = PersistentVolumeClaimWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[27]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1953,7 @@ func (x *PersistentVolumeClaimWatchEvent) String() string {
 func (*PersistentVolumeClaimWatchEvent) ProtoMessage() {}
 
 func (x *PersistentVolumeClaimWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[27]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1966,7 @@ func (x *PersistentVolumeClaimWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistentVolumeClaimWatchEvent.ProtoReflect.Descriptor instead.
 func (*PersistentVolumeClaimWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{27}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PersistentVolumeClaimWatchEvent) GetType() string {
@@ -1918,7 +1996,7 @@ type CreateEventRequest struct {
 
 func (x *CreateEventRequest) Reset() {
 	*x = CreateEventRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[28]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2008,7 @@ func (x *CreateEventRequest) String() string {
 func (*CreateEventRequest) ProtoMessage() {}
 
 func (x *CreateEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[28]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2021,7 @@ func (x *CreateEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEventRequest.ProtoReflect.Descriptor instead.
 func (*CreateEventRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{28}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateEventRequest) GetNamespace() string {
@@ -1988,7 +2066,7 @@ type UpdateEventRequest struct {
 
 func (x *UpdateEventRequest) Reset() {
 	*x = UpdateEventRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[29]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2078,7 @@ func (x *UpdateEventRequest) String() string {
 func (*UpdateEventRequest) ProtoMessage() {}
 
 func (x *UpdateEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[29]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2091,7 @@ func (x *UpdateEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEventRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEventRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{29}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateEventRequest) GetNamespace() string {
@@ -2063,7 +2141,7 @@ type EventWatchEvent struct {
 
 func (x *EventWatchEvent) Reset() {
 	*x = EventWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[30]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2153,7 @@ func (x *EventWatchEvent) String() string {
 func (*EventWatchEvent) ProtoMessage() {}
 
 func (x *EventWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[30]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2166,7 @@ func (x *EventWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventWatchEvent.ProtoReflect.Descriptor instead.
 func (*EventWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{30}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EventWatchEvent) GetType() string {
@@ -2118,7 +2196,7 @@ type CreateServiceAccountRequest struct {
 
 func (x *CreateServiceAccountRequest) Reset() {
 	*x = CreateServiceAccountRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[31]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2208,7 @@ func (x *CreateServiceAccountRequest) String() string {
 func (*CreateServiceAccountRequest) ProtoMessage() {}
 
 func (x *CreateServiceAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[31]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2221,7 @@ func (x *CreateServiceAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceAccountRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{31}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateServiceAccountRequest) GetNamespace() string {
@@ -2188,7 +2266,7 @@ type UpdateServiceAccountRequest struct {
 
 func (x *UpdateServiceAccountRequest) Reset() {
 	*x = UpdateServiceAccountRequest{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[32]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2278,7 @@ func (x *UpdateServiceAccountRequest) String() string {
 func (*UpdateServiceAccountRequest) ProtoMessage() {}
 
 func (x *UpdateServiceAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[32]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2291,7 @@ func (x *UpdateServiceAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceAccountRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceAccountRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{32}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateServiceAccountRequest) GetNamespace() string {
@@ -2263,7 +2341,7 @@ type ServiceAccountWatchEvent struct {
 
 func (x *ServiceAccountWatchEvent) Reset() {
 	*x = ServiceAccountWatchEvent{}
-	mi := &file_rafter_core_v1_services_proto_msgTypes[33]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2353,7 @@ func (x *ServiceAccountWatchEvent) String() string {
 func (*ServiceAccountWatchEvent) ProtoMessage() {}
 
 func (x *ServiceAccountWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_core_v1_services_proto_msgTypes[33]
+	mi := &file_rafter_core_v1_services_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2366,7 @@ func (x *ServiceAccountWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceAccountWatchEvent.ProtoReflect.Descriptor instead.
 func (*ServiceAccountWatchEvent) Descriptor() ([]byte, []int) {
-	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{33}
+	return file_rafter_core_v1_services_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ServiceAccountWatchEvent) GetType() string {
@@ -2309,7 +2387,7 @@ var File_rafter_core_v1_services_proto protoreflect.FileDescriptor
 
 const file_rafter_core_v1_services_proto_rawDesc = "" +
 	"\n" +
-	"\x1drafter/core/v1/services.proto\x12\x0erafter.core.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1arafter/core/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\x1a\x1arafter/meta/v1/types.proto\"\xa1\x01\n" +
+	"\x1drafter/core/v1/services.proto\x12\x0erafter.core.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1arafter/core/v1/types.proto\x1a\x1drafter/meta/v1/requests.proto\x1a\x1arafter/meta/v1/types.proto\x1a\x1crafter/policy/v1/types.proto\"\xa1\x01\n" +
 	"\x16CreateNamespaceRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12-\n" +
 	"\x04body\x18\x02 \x01(\v2\x19.rafter.core.v1.NamespaceR\x04body\x12\x16\n" +
@@ -2356,6 +2434,12 @@ const file_rafter_core_v1_services_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
 	"\x04body\x18\x03 \x01(\v2\x17.rafter.core.v1.BindingR\x04body\x12\x16\n" +
+	"\x06dryRun\x18\x04 \x03(\tR\x06dryRun\x12\"\n" +
+	"\ffieldManager\x18\x05 \x01(\tR\ffieldManager\"\xb5\x01\n" +
+	"\x15CreateEvictionRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
+	"\x04body\x18\x03 \x01(\v2\x1a.rafter.policy.v1.EvictionR\x04body\x12\x16\n" +
 	"\x06dryRun\x18\x04 \x03(\tR\x06dryRun\x12\"\n" +
 	"\ffieldManager\x18\x05 \x01(\tR\ffieldManager\"\x9d\x01\n" +
 	"\x14CreateServiceRequest\x12\x1c\n" +
@@ -2488,7 +2572,7 @@ const file_rafter_core_v1_services_proto_rawDesc = "" +
 	"\fUpdateStatus\x12!.rafter.core.v1.UpdateNodeRequest\x1a\x14.rafter.core.v1.Node\")\x82\xd3\xe4\x93\x02#:\x04body\x1a\x1b/api/v1/nodes/{name}/status\x12b\n" +
 	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x14.rafter.core.v1.Node\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/nodes/{name}/status\x12a\n" +
 	"\x06Delete\x12\x1d.rafter.meta.v1.DeleteRequest\x1a\x14.rafter.core.v1.Node\"\"\x82\xd3\xe4\x93\x02\x1c:\x04body*\x14/api/v1/nodes/{name}\x12c\n" +
-	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a\x1e.rafter.core.v1.NodeWatchEvent\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/watch/nodes0\x012\xf0\b\n" +
+	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a\x1e.rafter.core.v1.NodeWatchEvent\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/watch/nodes0\x012\xfc\t\n" +
 	"\x04Pods\x12r\n" +
 	"\x06Create\x12 .rafter.core.v1.CreatePodRequest\x1a\x13.rafter.core.v1.Pod\"1\x82\xd3\xe4\x93\x02+:\x04body\"#/api/v1/namespaces/{namespace}/pods\x12j\n" +
 	"\x03Get\x12\x1a.rafter.meta.v1.GetRequest\x1a\x13.rafter.core.v1.Pod\"2\x82\xd3\xe4\x93\x02,\x12*/api/v1/namespaces/{namespace}/pods/{name}\x12y\n" +
@@ -2496,7 +2580,8 @@ const file_rafter_core_v1_services_proto_rawDesc = "" +
 	"\x06Update\x12 .rafter.core.v1.UpdatePodRequest\x1a\x13.rafter.core.v1.Pod\"8\x82\xd3\xe4\x93\x022:\x04body\x1a*/api/v1/namespaces/{namespace}/pods/{name}\x12\x86\x01\n" +
 	"\fUpdateStatus\x12 .rafter.core.v1.UpdatePodRequest\x1a\x13.rafter.core.v1.Pod\"?\x82\xd3\xe4\x93\x029:\x04body\x1a1/api/v1/namespaces/{namespace}/pods/{name}/status\x12w\n" +
 	"\tGetStatus\x12\x1a.rafter.meta.v1.GetRequest\x1a\x13.rafter.core.v1.Pod\"9\x82\xd3\xe4\x93\x023\x121/api/v1/namespaces/{namespace}/pods/{name}/status\x12\x86\x01\n" +
-	"\x04Bind\x12$.rafter.core.v1.CreateBindingRequest\x1a\x16.rafter.meta.v1.Status\"@\x82\xd3\xe4\x93\x02::\x04body\"2/api/v1/namespaces/{namespace}/pods/{name}/binding\x12v\n" +
+	"\x04Bind\x12$.rafter.core.v1.CreateBindingRequest\x1a\x16.rafter.meta.v1.Status\"@\x82\xd3\xe4\x93\x02::\x04body\"2/api/v1/namespaces/{namespace}/pods/{name}/binding\x12\x89\x01\n" +
+	"\x05Evict\x12%.rafter.core.v1.CreateEvictionRequest\x1a\x16.rafter.meta.v1.Status\"A\x82\xd3\xe4\x93\x02;:\x04body\"3/api/v1/namespaces/{namespace}/pods/{name}/eviction\x12v\n" +
 	"\x06Delete\x12\x1d.rafter.meta.v1.DeleteRequest\x1a\x13.rafter.core.v1.Pod\"8\x82\xd3\xe4\x93\x022:\x04body**/api/v1/namespaces/{namespace}/pods/{name}\x12\x8e\x01\n" +
 	"\x05Watch\x12\x1b.rafter.meta.v1.ListRequest\x1a\x1d.rafter.core.v1.PodWatchEvent\"G\x82\xd3\xe4\x93\x02AZ\x14\x12\x12/api/v1/watch/pods\x12)/api/v1/watch/namespaces/{namespace}/pods0\x012\xc1\b\n" +
 	"\bServices\x12~\n" +
@@ -2576,7 +2661,7 @@ func file_rafter_core_v1_services_proto_rawDescGZIP() []byte {
 	return file_rafter_core_v1_services_proto_rawDescData
 }
 
-var file_rafter_core_v1_services_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_rafter_core_v1_services_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_rafter_core_v1_services_proto_goTypes = []any{
 	(*CreateNamespaceRequest)(nil),             // 0: rafter.core.v1.CreateNamespaceRequest
 	(*UpdateNamespaceRequest)(nil),             // 1: rafter.core.v1.UpdateNamespaceRequest
@@ -2588,256 +2673,261 @@ var file_rafter_core_v1_services_proto_goTypes = []any{
 	(*UpdatePodRequest)(nil),                   // 7: rafter.core.v1.UpdatePodRequest
 	(*PodWatchEvent)(nil),                      // 8: rafter.core.v1.PodWatchEvent
 	(*CreateBindingRequest)(nil),               // 9: rafter.core.v1.CreateBindingRequest
-	(*CreateServiceRequest)(nil),               // 10: rafter.core.v1.CreateServiceRequest
-	(*UpdateServiceRequest)(nil),               // 11: rafter.core.v1.UpdateServiceRequest
-	(*ServiceWatchEvent)(nil),                  // 12: rafter.core.v1.ServiceWatchEvent
-	(*CreateEndpointsRequest)(nil),             // 13: rafter.core.v1.CreateEndpointsRequest
-	(*UpdateEndpointsRequest)(nil),             // 14: rafter.core.v1.UpdateEndpointsRequest
-	(*EndpointsWatchEvent)(nil),                // 15: rafter.core.v1.EndpointsWatchEvent
-	(*CreateConfigMapRequest)(nil),             // 16: rafter.core.v1.CreateConfigMapRequest
-	(*UpdateConfigMapRequest)(nil),             // 17: rafter.core.v1.UpdateConfigMapRequest
-	(*ConfigMapWatchEvent)(nil),                // 18: rafter.core.v1.ConfigMapWatchEvent
-	(*CreateSecretRequest)(nil),                // 19: rafter.core.v1.CreateSecretRequest
-	(*UpdateSecretRequest)(nil),                // 20: rafter.core.v1.UpdateSecretRequest
-	(*SecretWatchEvent)(nil),                   // 21: rafter.core.v1.SecretWatchEvent
-	(*CreatePersistentVolumeRequest)(nil),      // 22: rafter.core.v1.CreatePersistentVolumeRequest
-	(*UpdatePersistentVolumeRequest)(nil),      // 23: rafter.core.v1.UpdatePersistentVolumeRequest
-	(*PersistentVolumeWatchEvent)(nil),         // 24: rafter.core.v1.PersistentVolumeWatchEvent
-	(*CreatePersistentVolumeClaimRequest)(nil), // 25: rafter.core.v1.CreatePersistentVolumeClaimRequest
-	(*UpdatePersistentVolumeClaimRequest)(nil), // 26: rafter.core.v1.UpdatePersistentVolumeClaimRequest
-	(*PersistentVolumeClaimWatchEvent)(nil),    // 27: rafter.core.v1.PersistentVolumeClaimWatchEvent
-	(*CreateEventRequest)(nil),                 // 28: rafter.core.v1.CreateEventRequest
-	(*UpdateEventRequest)(nil),                 // 29: rafter.core.v1.UpdateEventRequest
-	(*EventWatchEvent)(nil),                    // 30: rafter.core.v1.EventWatchEvent
-	(*CreateServiceAccountRequest)(nil),        // 31: rafter.core.v1.CreateServiceAccountRequest
-	(*UpdateServiceAccountRequest)(nil),        // 32: rafter.core.v1.UpdateServiceAccountRequest
-	(*ServiceAccountWatchEvent)(nil),           // 33: rafter.core.v1.ServiceAccountWatchEvent
-	(*Namespace)(nil),                          // 34: rafter.core.v1.Namespace
-	(*Node)(nil),                               // 35: rafter.core.v1.Node
-	(*Pod)(nil),                                // 36: rafter.core.v1.Pod
-	(*Binding)(nil),                            // 37: rafter.core.v1.Binding
-	(*Service)(nil),                            // 38: rafter.core.v1.Service
-	(*Endpoints)(nil),                          // 39: rafter.core.v1.Endpoints
-	(*ConfigMap)(nil),                          // 40: rafter.core.v1.ConfigMap
-	(*Secret)(nil),                             // 41: rafter.core.v1.Secret
-	(*PersistentVolume)(nil),                   // 42: rafter.core.v1.PersistentVolume
-	(*PersistentVolumeClaim)(nil),              // 43: rafter.core.v1.PersistentVolumeClaim
-	(*Event)(nil),                              // 44: rafter.core.v1.Event
-	(*ServiceAccount)(nil),                     // 45: rafter.core.v1.ServiceAccount
-	(*v1.GetRequest)(nil),                      // 46: rafter.meta.v1.GetRequest
-	(*v1.ListRequest)(nil),                     // 47: rafter.meta.v1.ListRequest
-	(*v1.DeleteRequest)(nil),                   // 48: rafter.meta.v1.DeleteRequest
-	(*NamespaceList)(nil),                      // 49: rafter.core.v1.NamespaceList
-	(*NodeList)(nil),                           // 50: rafter.core.v1.NodeList
-	(*PodList)(nil),                            // 51: rafter.core.v1.PodList
-	(*v1.Status)(nil),                          // 52: rafter.meta.v1.Status
-	(*ServiceList)(nil),                        // 53: rafter.core.v1.ServiceList
-	(*EndpointsList)(nil),                      // 54: rafter.core.v1.EndpointsList
-	(*ConfigMapList)(nil),                      // 55: rafter.core.v1.ConfigMapList
-	(*SecretList)(nil),                         // 56: rafter.core.v1.SecretList
-	(*PersistentVolumeList)(nil),               // 57: rafter.core.v1.PersistentVolumeList
-	(*PersistentVolumeClaimList)(nil),          // 58: rafter.core.v1.PersistentVolumeClaimList
-	(*EventList)(nil),                          // 59: rafter.core.v1.EventList
-	(*ServiceAccountList)(nil),                 // 60: rafter.core.v1.ServiceAccountList
+	(*CreateEvictionRequest)(nil),              // 10: rafter.core.v1.CreateEvictionRequest
+	(*CreateServiceRequest)(nil),               // 11: rafter.core.v1.CreateServiceRequest
+	(*UpdateServiceRequest)(nil),               // 12: rafter.core.v1.UpdateServiceRequest
+	(*ServiceWatchEvent)(nil),                  // 13: rafter.core.v1.ServiceWatchEvent
+	(*CreateEndpointsRequest)(nil),             // 14: rafter.core.v1.CreateEndpointsRequest
+	(*UpdateEndpointsRequest)(nil),             // 15: rafter.core.v1.UpdateEndpointsRequest
+	(*EndpointsWatchEvent)(nil),                // 16: rafter.core.v1.EndpointsWatchEvent
+	(*CreateConfigMapRequest)(nil),             // 17: rafter.core.v1.CreateConfigMapRequest
+	(*UpdateConfigMapRequest)(nil),             // 18: rafter.core.v1.UpdateConfigMapRequest
+	(*ConfigMapWatchEvent)(nil),                // 19: rafter.core.v1.ConfigMapWatchEvent
+	(*CreateSecretRequest)(nil),                // 20: rafter.core.v1.CreateSecretRequest
+	(*UpdateSecretRequest)(nil),                // 21: rafter.core.v1.UpdateSecretRequest
+	(*SecretWatchEvent)(nil),                   // 22: rafter.core.v1.SecretWatchEvent
+	(*CreatePersistentVolumeRequest)(nil),      // 23: rafter.core.v1.CreatePersistentVolumeRequest
+	(*UpdatePersistentVolumeRequest)(nil),      // 24: rafter.core.v1.UpdatePersistentVolumeRequest
+	(*PersistentVolumeWatchEvent)(nil),         // 25: rafter.core.v1.PersistentVolumeWatchEvent
+	(*CreatePersistentVolumeClaimRequest)(nil), // 26: rafter.core.v1.CreatePersistentVolumeClaimRequest
+	(*UpdatePersistentVolumeClaimRequest)(nil), // 27: rafter.core.v1.UpdatePersistentVolumeClaimRequest
+	(*PersistentVolumeClaimWatchEvent)(nil),    // 28: rafter.core.v1.PersistentVolumeClaimWatchEvent
+	(*CreateEventRequest)(nil),                 // 29: rafter.core.v1.CreateEventRequest
+	(*UpdateEventRequest)(nil),                 // 30: rafter.core.v1.UpdateEventRequest
+	(*EventWatchEvent)(nil),                    // 31: rafter.core.v1.EventWatchEvent
+	(*CreateServiceAccountRequest)(nil),        // 32: rafter.core.v1.CreateServiceAccountRequest
+	(*UpdateServiceAccountRequest)(nil),        // 33: rafter.core.v1.UpdateServiceAccountRequest
+	(*ServiceAccountWatchEvent)(nil),           // 34: rafter.core.v1.ServiceAccountWatchEvent
+	(*Namespace)(nil),                          // 35: rafter.core.v1.Namespace
+	(*Node)(nil),                               // 36: rafter.core.v1.Node
+	(*Pod)(nil),                                // 37: rafter.core.v1.Pod
+	(*Binding)(nil),                            // 38: rafter.core.v1.Binding
+	(*v1.Eviction)(nil),                        // 39: rafter.policy.v1.Eviction
+	(*Service)(nil),                            // 40: rafter.core.v1.Service
+	(*Endpoints)(nil),                          // 41: rafter.core.v1.Endpoints
+	(*ConfigMap)(nil),                          // 42: rafter.core.v1.ConfigMap
+	(*Secret)(nil),                             // 43: rafter.core.v1.Secret
+	(*PersistentVolume)(nil),                   // 44: rafter.core.v1.PersistentVolume
+	(*PersistentVolumeClaim)(nil),              // 45: rafter.core.v1.PersistentVolumeClaim
+	(*Event)(nil),                              // 46: rafter.core.v1.Event
+	(*ServiceAccount)(nil),                     // 47: rafter.core.v1.ServiceAccount
+	(*v11.GetRequest)(nil),                     // 48: rafter.meta.v1.GetRequest
+	(*v11.ListRequest)(nil),                    // 49: rafter.meta.v1.ListRequest
+	(*v11.DeleteRequest)(nil),                  // 50: rafter.meta.v1.DeleteRequest
+	(*NamespaceList)(nil),                      // 51: rafter.core.v1.NamespaceList
+	(*NodeList)(nil),                           // 52: rafter.core.v1.NodeList
+	(*PodList)(nil),                            // 53: rafter.core.v1.PodList
+	(*v11.Status)(nil),                         // 54: rafter.meta.v1.Status
+	(*ServiceList)(nil),                        // 55: rafter.core.v1.ServiceList
+	(*EndpointsList)(nil),                      // 56: rafter.core.v1.EndpointsList
+	(*ConfigMapList)(nil),                      // 57: rafter.core.v1.ConfigMapList
+	(*SecretList)(nil),                         // 58: rafter.core.v1.SecretList
+	(*PersistentVolumeList)(nil),               // 59: rafter.core.v1.PersistentVolumeList
+	(*PersistentVolumeClaimList)(nil),          // 60: rafter.core.v1.PersistentVolumeClaimList
+	(*EventList)(nil),                          // 61: rafter.core.v1.EventList
+	(*ServiceAccountList)(nil),                 // 62: rafter.core.v1.ServiceAccountList
 }
 var file_rafter_core_v1_services_proto_depIdxs = []int32{
-	34,  // 0: rafter.core.v1.CreateNamespaceRequest.body:type_name -> rafter.core.v1.Namespace
-	34,  // 1: rafter.core.v1.UpdateNamespaceRequest.body:type_name -> rafter.core.v1.Namespace
-	34,  // 2: rafter.core.v1.NamespaceWatchEvent.object:type_name -> rafter.core.v1.Namespace
-	35,  // 3: rafter.core.v1.CreateNodeRequest.body:type_name -> rafter.core.v1.Node
-	35,  // 4: rafter.core.v1.UpdateNodeRequest.body:type_name -> rafter.core.v1.Node
-	35,  // 5: rafter.core.v1.NodeWatchEvent.object:type_name -> rafter.core.v1.Node
-	36,  // 6: rafter.core.v1.CreatePodRequest.body:type_name -> rafter.core.v1.Pod
-	36,  // 7: rafter.core.v1.UpdatePodRequest.body:type_name -> rafter.core.v1.Pod
-	36,  // 8: rafter.core.v1.PodWatchEvent.object:type_name -> rafter.core.v1.Pod
-	37,  // 9: rafter.core.v1.CreateBindingRequest.body:type_name -> rafter.core.v1.Binding
-	38,  // 10: rafter.core.v1.CreateServiceRequest.body:type_name -> rafter.core.v1.Service
-	38,  // 11: rafter.core.v1.UpdateServiceRequest.body:type_name -> rafter.core.v1.Service
-	38,  // 12: rafter.core.v1.ServiceWatchEvent.object:type_name -> rafter.core.v1.Service
-	39,  // 13: rafter.core.v1.CreateEndpointsRequest.body:type_name -> rafter.core.v1.Endpoints
-	39,  // 14: rafter.core.v1.UpdateEndpointsRequest.body:type_name -> rafter.core.v1.Endpoints
-	39,  // 15: rafter.core.v1.EndpointsWatchEvent.object:type_name -> rafter.core.v1.Endpoints
-	40,  // 16: rafter.core.v1.CreateConfigMapRequest.body:type_name -> rafter.core.v1.ConfigMap
-	40,  // 17: rafter.core.v1.UpdateConfigMapRequest.body:type_name -> rafter.core.v1.ConfigMap
-	40,  // 18: rafter.core.v1.ConfigMapWatchEvent.object:type_name -> rafter.core.v1.ConfigMap
-	41,  // 19: rafter.core.v1.CreateSecretRequest.body:type_name -> rafter.core.v1.Secret
-	41,  // 20: rafter.core.v1.UpdateSecretRequest.body:type_name -> rafter.core.v1.Secret
-	41,  // 21: rafter.core.v1.SecretWatchEvent.object:type_name -> rafter.core.v1.Secret
-	42,  // 22: rafter.core.v1.CreatePersistentVolumeRequest.body:type_name -> rafter.core.v1.PersistentVolume
-	42,  // 23: rafter.core.v1.UpdatePersistentVolumeRequest.body:type_name -> rafter.core.v1.PersistentVolume
-	42,  // 24: rafter.core.v1.PersistentVolumeWatchEvent.object:type_name -> rafter.core.v1.PersistentVolume
-	43,  // 25: rafter.core.v1.CreatePersistentVolumeClaimRequest.body:type_name -> rafter.core.v1.PersistentVolumeClaim
-	43,  // 26: rafter.core.v1.UpdatePersistentVolumeClaimRequest.body:type_name -> rafter.core.v1.PersistentVolumeClaim
-	43,  // 27: rafter.core.v1.PersistentVolumeClaimWatchEvent.object:type_name -> rafter.core.v1.PersistentVolumeClaim
-	44,  // 28: rafter.core.v1.CreateEventRequest.body:type_name -> rafter.core.v1.Event
-	44,  // 29: rafter.core.v1.UpdateEventRequest.body:type_name -> rafter.core.v1.Event
-	44,  // 30: rafter.core.v1.EventWatchEvent.object:type_name -> rafter.core.v1.Event
-	45,  // 31: rafter.core.v1.CreateServiceAccountRequest.body:type_name -> rafter.core.v1.ServiceAccount
-	45,  // 32: rafter.core.v1.UpdateServiceAccountRequest.body:type_name -> rafter.core.v1.ServiceAccount
-	45,  // 33: rafter.core.v1.ServiceAccountWatchEvent.object:type_name -> rafter.core.v1.ServiceAccount
-	0,   // 34: rafter.core.v1.Namespaces.Create:input_type -> rafter.core.v1.CreateNamespaceRequest
-	46,  // 35: rafter.core.v1.Namespaces.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 36: rafter.core.v1.Namespaces.List:input_type -> rafter.meta.v1.ListRequest
-	1,   // 37: rafter.core.v1.Namespaces.Update:input_type -> rafter.core.v1.UpdateNamespaceRequest
-	1,   // 38: rafter.core.v1.Namespaces.UpdateStatus:input_type -> rafter.core.v1.UpdateNamespaceRequest
-	46,  // 39: rafter.core.v1.Namespaces.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	48,  // 40: rafter.core.v1.Namespaces.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 41: rafter.core.v1.Namespaces.Watch:input_type -> rafter.meta.v1.ListRequest
-	3,   // 42: rafter.core.v1.Nodes.Create:input_type -> rafter.core.v1.CreateNodeRequest
-	46,  // 43: rafter.core.v1.Nodes.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 44: rafter.core.v1.Nodes.List:input_type -> rafter.meta.v1.ListRequest
-	4,   // 45: rafter.core.v1.Nodes.Update:input_type -> rafter.core.v1.UpdateNodeRequest
-	4,   // 46: rafter.core.v1.Nodes.UpdateStatus:input_type -> rafter.core.v1.UpdateNodeRequest
-	46,  // 47: rafter.core.v1.Nodes.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	48,  // 48: rafter.core.v1.Nodes.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 49: rafter.core.v1.Nodes.Watch:input_type -> rafter.meta.v1.ListRequest
-	6,   // 50: rafter.core.v1.Pods.Create:input_type -> rafter.core.v1.CreatePodRequest
-	46,  // 51: rafter.core.v1.Pods.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 52: rafter.core.v1.Pods.List:input_type -> rafter.meta.v1.ListRequest
-	7,   // 53: rafter.core.v1.Pods.Update:input_type -> rafter.core.v1.UpdatePodRequest
-	7,   // 54: rafter.core.v1.Pods.UpdateStatus:input_type -> rafter.core.v1.UpdatePodRequest
-	46,  // 55: rafter.core.v1.Pods.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	9,   // 56: rafter.core.v1.Pods.Bind:input_type -> rafter.core.v1.CreateBindingRequest
-	48,  // 57: rafter.core.v1.Pods.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 58: rafter.core.v1.Pods.Watch:input_type -> rafter.meta.v1.ListRequest
-	10,  // 59: rafter.core.v1.Services.Create:input_type -> rafter.core.v1.CreateServiceRequest
-	46,  // 60: rafter.core.v1.Services.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 61: rafter.core.v1.Services.List:input_type -> rafter.meta.v1.ListRequest
-	11,  // 62: rafter.core.v1.Services.Update:input_type -> rafter.core.v1.UpdateServiceRequest
-	11,  // 63: rafter.core.v1.Services.UpdateStatus:input_type -> rafter.core.v1.UpdateServiceRequest
-	46,  // 64: rafter.core.v1.Services.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	48,  // 65: rafter.core.v1.Services.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 66: rafter.core.v1.Services.Watch:input_type -> rafter.meta.v1.ListRequest
-	13,  // 67: rafter.core.v1.EndpointsService.Create:input_type -> rafter.core.v1.CreateEndpointsRequest
-	46,  // 68: rafter.core.v1.EndpointsService.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 69: rafter.core.v1.EndpointsService.List:input_type -> rafter.meta.v1.ListRequest
-	14,  // 70: rafter.core.v1.EndpointsService.Update:input_type -> rafter.core.v1.UpdateEndpointsRequest
-	48,  // 71: rafter.core.v1.EndpointsService.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 72: rafter.core.v1.EndpointsService.Watch:input_type -> rafter.meta.v1.ListRequest
-	16,  // 73: rafter.core.v1.ConfigMaps.Create:input_type -> rafter.core.v1.CreateConfigMapRequest
-	46,  // 74: rafter.core.v1.ConfigMaps.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 75: rafter.core.v1.ConfigMaps.List:input_type -> rafter.meta.v1.ListRequest
-	17,  // 76: rafter.core.v1.ConfigMaps.Update:input_type -> rafter.core.v1.UpdateConfigMapRequest
-	48,  // 77: rafter.core.v1.ConfigMaps.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 78: rafter.core.v1.ConfigMaps.Watch:input_type -> rafter.meta.v1.ListRequest
-	19,  // 79: rafter.core.v1.Secrets.Create:input_type -> rafter.core.v1.CreateSecretRequest
-	46,  // 80: rafter.core.v1.Secrets.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 81: rafter.core.v1.Secrets.List:input_type -> rafter.meta.v1.ListRequest
-	20,  // 82: rafter.core.v1.Secrets.Update:input_type -> rafter.core.v1.UpdateSecretRequest
-	48,  // 83: rafter.core.v1.Secrets.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 84: rafter.core.v1.Secrets.Watch:input_type -> rafter.meta.v1.ListRequest
-	22,  // 85: rafter.core.v1.PersistentVolumes.Create:input_type -> rafter.core.v1.CreatePersistentVolumeRequest
-	46,  // 86: rafter.core.v1.PersistentVolumes.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 87: rafter.core.v1.PersistentVolumes.List:input_type -> rafter.meta.v1.ListRequest
-	23,  // 88: rafter.core.v1.PersistentVolumes.Update:input_type -> rafter.core.v1.UpdatePersistentVolumeRequest
-	23,  // 89: rafter.core.v1.PersistentVolumes.UpdateStatus:input_type -> rafter.core.v1.UpdatePersistentVolumeRequest
-	46,  // 90: rafter.core.v1.PersistentVolumes.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	48,  // 91: rafter.core.v1.PersistentVolumes.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 92: rafter.core.v1.PersistentVolumes.Watch:input_type -> rafter.meta.v1.ListRequest
-	25,  // 93: rafter.core.v1.PersistentVolumeClaims.Create:input_type -> rafter.core.v1.CreatePersistentVolumeClaimRequest
-	46,  // 94: rafter.core.v1.PersistentVolumeClaims.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 95: rafter.core.v1.PersistentVolumeClaims.List:input_type -> rafter.meta.v1.ListRequest
-	26,  // 96: rafter.core.v1.PersistentVolumeClaims.Update:input_type -> rafter.core.v1.UpdatePersistentVolumeClaimRequest
-	26,  // 97: rafter.core.v1.PersistentVolumeClaims.UpdateStatus:input_type -> rafter.core.v1.UpdatePersistentVolumeClaimRequest
-	46,  // 98: rafter.core.v1.PersistentVolumeClaims.GetStatus:input_type -> rafter.meta.v1.GetRequest
-	48,  // 99: rafter.core.v1.PersistentVolumeClaims.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 100: rafter.core.v1.PersistentVolumeClaims.Watch:input_type -> rafter.meta.v1.ListRequest
-	28,  // 101: rafter.core.v1.Events.Create:input_type -> rafter.core.v1.CreateEventRequest
-	46,  // 102: rafter.core.v1.Events.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 103: rafter.core.v1.Events.List:input_type -> rafter.meta.v1.ListRequest
-	29,  // 104: rafter.core.v1.Events.Update:input_type -> rafter.core.v1.UpdateEventRequest
-	48,  // 105: rafter.core.v1.Events.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 106: rafter.core.v1.Events.Watch:input_type -> rafter.meta.v1.ListRequest
-	31,  // 107: rafter.core.v1.ServiceAccounts.Create:input_type -> rafter.core.v1.CreateServiceAccountRequest
-	46,  // 108: rafter.core.v1.ServiceAccounts.Get:input_type -> rafter.meta.v1.GetRequest
-	47,  // 109: rafter.core.v1.ServiceAccounts.List:input_type -> rafter.meta.v1.ListRequest
-	32,  // 110: rafter.core.v1.ServiceAccounts.Update:input_type -> rafter.core.v1.UpdateServiceAccountRequest
-	48,  // 111: rafter.core.v1.ServiceAccounts.Delete:input_type -> rafter.meta.v1.DeleteRequest
-	47,  // 112: rafter.core.v1.ServiceAccounts.Watch:input_type -> rafter.meta.v1.ListRequest
-	34,  // 113: rafter.core.v1.Namespaces.Create:output_type -> rafter.core.v1.Namespace
-	34,  // 114: rafter.core.v1.Namespaces.Get:output_type -> rafter.core.v1.Namespace
-	49,  // 115: rafter.core.v1.Namespaces.List:output_type -> rafter.core.v1.NamespaceList
-	34,  // 116: rafter.core.v1.Namespaces.Update:output_type -> rafter.core.v1.Namespace
-	34,  // 117: rafter.core.v1.Namespaces.UpdateStatus:output_type -> rafter.core.v1.Namespace
-	34,  // 118: rafter.core.v1.Namespaces.GetStatus:output_type -> rafter.core.v1.Namespace
-	34,  // 119: rafter.core.v1.Namespaces.Delete:output_type -> rafter.core.v1.Namespace
-	2,   // 120: rafter.core.v1.Namespaces.Watch:output_type -> rafter.core.v1.NamespaceWatchEvent
-	35,  // 121: rafter.core.v1.Nodes.Create:output_type -> rafter.core.v1.Node
-	35,  // 122: rafter.core.v1.Nodes.Get:output_type -> rafter.core.v1.Node
-	50,  // 123: rafter.core.v1.Nodes.List:output_type -> rafter.core.v1.NodeList
-	35,  // 124: rafter.core.v1.Nodes.Update:output_type -> rafter.core.v1.Node
-	35,  // 125: rafter.core.v1.Nodes.UpdateStatus:output_type -> rafter.core.v1.Node
-	35,  // 126: rafter.core.v1.Nodes.GetStatus:output_type -> rafter.core.v1.Node
-	35,  // 127: rafter.core.v1.Nodes.Delete:output_type -> rafter.core.v1.Node
-	5,   // 128: rafter.core.v1.Nodes.Watch:output_type -> rafter.core.v1.NodeWatchEvent
-	36,  // 129: rafter.core.v1.Pods.Create:output_type -> rafter.core.v1.Pod
-	36,  // 130: rafter.core.v1.Pods.Get:output_type -> rafter.core.v1.Pod
-	51,  // 131: rafter.core.v1.Pods.List:output_type -> rafter.core.v1.PodList
-	36,  // 132: rafter.core.v1.Pods.Update:output_type -> rafter.core.v1.Pod
-	36,  // 133: rafter.core.v1.Pods.UpdateStatus:output_type -> rafter.core.v1.Pod
-	36,  // 134: rafter.core.v1.Pods.GetStatus:output_type -> rafter.core.v1.Pod
-	52,  // 135: rafter.core.v1.Pods.Bind:output_type -> rafter.meta.v1.Status
-	36,  // 136: rafter.core.v1.Pods.Delete:output_type -> rafter.core.v1.Pod
-	8,   // 137: rafter.core.v1.Pods.Watch:output_type -> rafter.core.v1.PodWatchEvent
-	38,  // 138: rafter.core.v1.Services.Create:output_type -> rafter.core.v1.Service
-	38,  // 139: rafter.core.v1.Services.Get:output_type -> rafter.core.v1.Service
-	53,  // 140: rafter.core.v1.Services.List:output_type -> rafter.core.v1.ServiceList
-	38,  // 141: rafter.core.v1.Services.Update:output_type -> rafter.core.v1.Service
-	38,  // 142: rafter.core.v1.Services.UpdateStatus:output_type -> rafter.core.v1.Service
-	38,  // 143: rafter.core.v1.Services.GetStatus:output_type -> rafter.core.v1.Service
-	38,  // 144: rafter.core.v1.Services.Delete:output_type -> rafter.core.v1.Service
-	12,  // 145: rafter.core.v1.Services.Watch:output_type -> rafter.core.v1.ServiceWatchEvent
-	39,  // 146: rafter.core.v1.EndpointsService.Create:output_type -> rafter.core.v1.Endpoints
-	39,  // 147: rafter.core.v1.EndpointsService.Get:output_type -> rafter.core.v1.Endpoints
-	54,  // 148: rafter.core.v1.EndpointsService.List:output_type -> rafter.core.v1.EndpointsList
-	39,  // 149: rafter.core.v1.EndpointsService.Update:output_type -> rafter.core.v1.Endpoints
-	39,  // 150: rafter.core.v1.EndpointsService.Delete:output_type -> rafter.core.v1.Endpoints
-	15,  // 151: rafter.core.v1.EndpointsService.Watch:output_type -> rafter.core.v1.EndpointsWatchEvent
-	40,  // 152: rafter.core.v1.ConfigMaps.Create:output_type -> rafter.core.v1.ConfigMap
-	40,  // 153: rafter.core.v1.ConfigMaps.Get:output_type -> rafter.core.v1.ConfigMap
-	55,  // 154: rafter.core.v1.ConfigMaps.List:output_type -> rafter.core.v1.ConfigMapList
-	40,  // 155: rafter.core.v1.ConfigMaps.Update:output_type -> rafter.core.v1.ConfigMap
-	40,  // 156: rafter.core.v1.ConfigMaps.Delete:output_type -> rafter.core.v1.ConfigMap
-	18,  // 157: rafter.core.v1.ConfigMaps.Watch:output_type -> rafter.core.v1.ConfigMapWatchEvent
-	41,  // 158: rafter.core.v1.Secrets.Create:output_type -> rafter.core.v1.Secret
-	41,  // 159: rafter.core.v1.Secrets.Get:output_type -> rafter.core.v1.Secret
-	56,  // 160: rafter.core.v1.Secrets.List:output_type -> rafter.core.v1.SecretList
-	41,  // 161: rafter.core.v1.Secrets.Update:output_type -> rafter.core.v1.Secret
-	41,  // 162: rafter.core.v1.Secrets.Delete:output_type -> rafter.core.v1.Secret
-	21,  // 163: rafter.core.v1.Secrets.Watch:output_type -> rafter.core.v1.SecretWatchEvent
-	42,  // 164: rafter.core.v1.PersistentVolumes.Create:output_type -> rafter.core.v1.PersistentVolume
-	42,  // 165: rafter.core.v1.PersistentVolumes.Get:output_type -> rafter.core.v1.PersistentVolume
-	57,  // 166: rafter.core.v1.PersistentVolumes.List:output_type -> rafter.core.v1.PersistentVolumeList
-	42,  // 167: rafter.core.v1.PersistentVolumes.Update:output_type -> rafter.core.v1.PersistentVolume
-	42,  // 168: rafter.core.v1.PersistentVolumes.UpdateStatus:output_type -> rafter.core.v1.PersistentVolume
-	42,  // 169: rafter.core.v1.PersistentVolumes.GetStatus:output_type -> rafter.core.v1.PersistentVolume
-	42,  // 170: rafter.core.v1.PersistentVolumes.Delete:output_type -> rafter.core.v1.PersistentVolume
-	24,  // 171: rafter.core.v1.PersistentVolumes.Watch:output_type -> rafter.core.v1.PersistentVolumeWatchEvent
-	43,  // 172: rafter.core.v1.PersistentVolumeClaims.Create:output_type -> rafter.core.v1.PersistentVolumeClaim
-	43,  // 173: rafter.core.v1.PersistentVolumeClaims.Get:output_type -> rafter.core.v1.PersistentVolumeClaim
-	58,  // 174: rafter.core.v1.PersistentVolumeClaims.List:output_type -> rafter.core.v1.PersistentVolumeClaimList
-	43,  // 175: rafter.core.v1.PersistentVolumeClaims.Update:output_type -> rafter.core.v1.PersistentVolumeClaim
-	43,  // 176: rafter.core.v1.PersistentVolumeClaims.UpdateStatus:output_type -> rafter.core.v1.PersistentVolumeClaim
-	43,  // 177: rafter.core.v1.PersistentVolumeClaims.GetStatus:output_type -> rafter.core.v1.PersistentVolumeClaim
-	43,  // 178: rafter.core.v1.PersistentVolumeClaims.Delete:output_type -> rafter.core.v1.PersistentVolumeClaim
-	27,  // 179: rafter.core.v1.PersistentVolumeClaims.Watch:output_type -> rafter.core.v1.PersistentVolumeClaimWatchEvent
-	44,  // 180: rafter.core.v1.Events.Create:output_type -> rafter.core.v1.Event
-	44,  // 181: rafter.core.v1.Events.Get:output_type -> rafter.core.v1.Event
-	59,  // 182: rafter.core.v1.Events.List:output_type -> rafter.core.v1.EventList
-	44,  // 183: rafter.core.v1.Events.Update:output_type -> rafter.core.v1.Event
-	44,  // 184: rafter.core.v1.Events.Delete:output_type -> rafter.core.v1.Event
-	30,  // 185: rafter.core.v1.Events.Watch:output_type -> rafter.core.v1.EventWatchEvent
-	45,  // 186: rafter.core.v1.ServiceAccounts.Create:output_type -> rafter.core.v1.ServiceAccount
-	45,  // 187: rafter.core.v1.ServiceAccounts.Get:output_type -> rafter.core.v1.ServiceAccount
-	60,  // 188: rafter.core.v1.ServiceAccounts.List:output_type -> rafter.core.v1.ServiceAccountList
-	45,  // 189: rafter.core.v1.ServiceAccounts.Update:output_type -> rafter.core.v1.ServiceAccount
-	45,  // 190: rafter.core.v1.ServiceAccounts.Delete:output_type -> rafter.core.v1.ServiceAccount
-	33,  // 191: rafter.core.v1.ServiceAccounts.Watch:output_type -> rafter.core.v1.ServiceAccountWatchEvent
-	113, // [113:192] is the sub-list for method output_type
-	34,  // [34:113] is the sub-list for method input_type
-	34,  // [34:34] is the sub-list for extension type_name
-	34,  // [34:34] is the sub-list for extension extendee
-	0,   // [0:34] is the sub-list for field type_name
+	35,  // 0: rafter.core.v1.CreateNamespaceRequest.body:type_name -> rafter.core.v1.Namespace
+	35,  // 1: rafter.core.v1.UpdateNamespaceRequest.body:type_name -> rafter.core.v1.Namespace
+	35,  // 2: rafter.core.v1.NamespaceWatchEvent.object:type_name -> rafter.core.v1.Namespace
+	36,  // 3: rafter.core.v1.CreateNodeRequest.body:type_name -> rafter.core.v1.Node
+	36,  // 4: rafter.core.v1.UpdateNodeRequest.body:type_name -> rafter.core.v1.Node
+	36,  // 5: rafter.core.v1.NodeWatchEvent.object:type_name -> rafter.core.v1.Node
+	37,  // 6: rafter.core.v1.CreatePodRequest.body:type_name -> rafter.core.v1.Pod
+	37,  // 7: rafter.core.v1.UpdatePodRequest.body:type_name -> rafter.core.v1.Pod
+	37,  // 8: rafter.core.v1.PodWatchEvent.object:type_name -> rafter.core.v1.Pod
+	38,  // 9: rafter.core.v1.CreateBindingRequest.body:type_name -> rafter.core.v1.Binding
+	39,  // 10: rafter.core.v1.CreateEvictionRequest.body:type_name -> rafter.policy.v1.Eviction
+	40,  // 11: rafter.core.v1.CreateServiceRequest.body:type_name -> rafter.core.v1.Service
+	40,  // 12: rafter.core.v1.UpdateServiceRequest.body:type_name -> rafter.core.v1.Service
+	40,  // 13: rafter.core.v1.ServiceWatchEvent.object:type_name -> rafter.core.v1.Service
+	41,  // 14: rafter.core.v1.CreateEndpointsRequest.body:type_name -> rafter.core.v1.Endpoints
+	41,  // 15: rafter.core.v1.UpdateEndpointsRequest.body:type_name -> rafter.core.v1.Endpoints
+	41,  // 16: rafter.core.v1.EndpointsWatchEvent.object:type_name -> rafter.core.v1.Endpoints
+	42,  // 17: rafter.core.v1.CreateConfigMapRequest.body:type_name -> rafter.core.v1.ConfigMap
+	42,  // 18: rafter.core.v1.UpdateConfigMapRequest.body:type_name -> rafter.core.v1.ConfigMap
+	42,  // 19: rafter.core.v1.ConfigMapWatchEvent.object:type_name -> rafter.core.v1.ConfigMap
+	43,  // 20: rafter.core.v1.CreateSecretRequest.body:type_name -> rafter.core.v1.Secret
+	43,  // 21: rafter.core.v1.UpdateSecretRequest.body:type_name -> rafter.core.v1.Secret
+	43,  // 22: rafter.core.v1.SecretWatchEvent.object:type_name -> rafter.core.v1.Secret
+	44,  // 23: rafter.core.v1.CreatePersistentVolumeRequest.body:type_name -> rafter.core.v1.PersistentVolume
+	44,  // 24: rafter.core.v1.UpdatePersistentVolumeRequest.body:type_name -> rafter.core.v1.PersistentVolume
+	44,  // 25: rafter.core.v1.PersistentVolumeWatchEvent.object:type_name -> rafter.core.v1.PersistentVolume
+	45,  // 26: rafter.core.v1.CreatePersistentVolumeClaimRequest.body:type_name -> rafter.core.v1.PersistentVolumeClaim
+	45,  // 27: rafter.core.v1.UpdatePersistentVolumeClaimRequest.body:type_name -> rafter.core.v1.PersistentVolumeClaim
+	45,  // 28: rafter.core.v1.PersistentVolumeClaimWatchEvent.object:type_name -> rafter.core.v1.PersistentVolumeClaim
+	46,  // 29: rafter.core.v1.CreateEventRequest.body:type_name -> rafter.core.v1.Event
+	46,  // 30: rafter.core.v1.UpdateEventRequest.body:type_name -> rafter.core.v1.Event
+	46,  // 31: rafter.core.v1.EventWatchEvent.object:type_name -> rafter.core.v1.Event
+	47,  // 32: rafter.core.v1.CreateServiceAccountRequest.body:type_name -> rafter.core.v1.ServiceAccount
+	47,  // 33: rafter.core.v1.UpdateServiceAccountRequest.body:type_name -> rafter.core.v1.ServiceAccount
+	47,  // 34: rafter.core.v1.ServiceAccountWatchEvent.object:type_name -> rafter.core.v1.ServiceAccount
+	0,   // 35: rafter.core.v1.Namespaces.Create:input_type -> rafter.core.v1.CreateNamespaceRequest
+	48,  // 36: rafter.core.v1.Namespaces.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 37: rafter.core.v1.Namespaces.List:input_type -> rafter.meta.v1.ListRequest
+	1,   // 38: rafter.core.v1.Namespaces.Update:input_type -> rafter.core.v1.UpdateNamespaceRequest
+	1,   // 39: rafter.core.v1.Namespaces.UpdateStatus:input_type -> rafter.core.v1.UpdateNamespaceRequest
+	48,  // 40: rafter.core.v1.Namespaces.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	50,  // 41: rafter.core.v1.Namespaces.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 42: rafter.core.v1.Namespaces.Watch:input_type -> rafter.meta.v1.ListRequest
+	3,   // 43: rafter.core.v1.Nodes.Create:input_type -> rafter.core.v1.CreateNodeRequest
+	48,  // 44: rafter.core.v1.Nodes.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 45: rafter.core.v1.Nodes.List:input_type -> rafter.meta.v1.ListRequest
+	4,   // 46: rafter.core.v1.Nodes.Update:input_type -> rafter.core.v1.UpdateNodeRequest
+	4,   // 47: rafter.core.v1.Nodes.UpdateStatus:input_type -> rafter.core.v1.UpdateNodeRequest
+	48,  // 48: rafter.core.v1.Nodes.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	50,  // 49: rafter.core.v1.Nodes.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 50: rafter.core.v1.Nodes.Watch:input_type -> rafter.meta.v1.ListRequest
+	6,   // 51: rafter.core.v1.Pods.Create:input_type -> rafter.core.v1.CreatePodRequest
+	48,  // 52: rafter.core.v1.Pods.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 53: rafter.core.v1.Pods.List:input_type -> rafter.meta.v1.ListRequest
+	7,   // 54: rafter.core.v1.Pods.Update:input_type -> rafter.core.v1.UpdatePodRequest
+	7,   // 55: rafter.core.v1.Pods.UpdateStatus:input_type -> rafter.core.v1.UpdatePodRequest
+	48,  // 56: rafter.core.v1.Pods.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	9,   // 57: rafter.core.v1.Pods.Bind:input_type -> rafter.core.v1.CreateBindingRequest
+	10,  // 58: rafter.core.v1.Pods.Evict:input_type -> rafter.core.v1.CreateEvictionRequest
+	50,  // 59: rafter.core.v1.Pods.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 60: rafter.core.v1.Pods.Watch:input_type -> rafter.meta.v1.ListRequest
+	11,  // 61: rafter.core.v1.Services.Create:input_type -> rafter.core.v1.CreateServiceRequest
+	48,  // 62: rafter.core.v1.Services.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 63: rafter.core.v1.Services.List:input_type -> rafter.meta.v1.ListRequest
+	12,  // 64: rafter.core.v1.Services.Update:input_type -> rafter.core.v1.UpdateServiceRequest
+	12,  // 65: rafter.core.v1.Services.UpdateStatus:input_type -> rafter.core.v1.UpdateServiceRequest
+	48,  // 66: rafter.core.v1.Services.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	50,  // 67: rafter.core.v1.Services.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 68: rafter.core.v1.Services.Watch:input_type -> rafter.meta.v1.ListRequest
+	14,  // 69: rafter.core.v1.EndpointsService.Create:input_type -> rafter.core.v1.CreateEndpointsRequest
+	48,  // 70: rafter.core.v1.EndpointsService.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 71: rafter.core.v1.EndpointsService.List:input_type -> rafter.meta.v1.ListRequest
+	15,  // 72: rafter.core.v1.EndpointsService.Update:input_type -> rafter.core.v1.UpdateEndpointsRequest
+	50,  // 73: rafter.core.v1.EndpointsService.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 74: rafter.core.v1.EndpointsService.Watch:input_type -> rafter.meta.v1.ListRequest
+	17,  // 75: rafter.core.v1.ConfigMaps.Create:input_type -> rafter.core.v1.CreateConfigMapRequest
+	48,  // 76: rafter.core.v1.ConfigMaps.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 77: rafter.core.v1.ConfigMaps.List:input_type -> rafter.meta.v1.ListRequest
+	18,  // 78: rafter.core.v1.ConfigMaps.Update:input_type -> rafter.core.v1.UpdateConfigMapRequest
+	50,  // 79: rafter.core.v1.ConfigMaps.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 80: rafter.core.v1.ConfigMaps.Watch:input_type -> rafter.meta.v1.ListRequest
+	20,  // 81: rafter.core.v1.Secrets.Create:input_type -> rafter.core.v1.CreateSecretRequest
+	48,  // 82: rafter.core.v1.Secrets.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 83: rafter.core.v1.Secrets.List:input_type -> rafter.meta.v1.ListRequest
+	21,  // 84: rafter.core.v1.Secrets.Update:input_type -> rafter.core.v1.UpdateSecretRequest
+	50,  // 85: rafter.core.v1.Secrets.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 86: rafter.core.v1.Secrets.Watch:input_type -> rafter.meta.v1.ListRequest
+	23,  // 87: rafter.core.v1.PersistentVolumes.Create:input_type -> rafter.core.v1.CreatePersistentVolumeRequest
+	48,  // 88: rafter.core.v1.PersistentVolumes.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 89: rafter.core.v1.PersistentVolumes.List:input_type -> rafter.meta.v1.ListRequest
+	24,  // 90: rafter.core.v1.PersistentVolumes.Update:input_type -> rafter.core.v1.UpdatePersistentVolumeRequest
+	24,  // 91: rafter.core.v1.PersistentVolumes.UpdateStatus:input_type -> rafter.core.v1.UpdatePersistentVolumeRequest
+	48,  // 92: rafter.core.v1.PersistentVolumes.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	50,  // 93: rafter.core.v1.PersistentVolumes.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 94: rafter.core.v1.PersistentVolumes.Watch:input_type -> rafter.meta.v1.ListRequest
+	26,  // 95: rafter.core.v1.PersistentVolumeClaims.Create:input_type -> rafter.core.v1.CreatePersistentVolumeClaimRequest
+	48,  // 96: rafter.core.v1.PersistentVolumeClaims.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 97: rafter.core.v1.PersistentVolumeClaims.List:input_type -> rafter.meta.v1.ListRequest
+	27,  // 98: rafter.core.v1.PersistentVolumeClaims.Update:input_type -> rafter.core.v1.UpdatePersistentVolumeClaimRequest
+	27,  // 99: rafter.core.v1.PersistentVolumeClaims.UpdateStatus:input_type -> rafter.core.v1.UpdatePersistentVolumeClaimRequest
+	48,  // 100: rafter.core.v1.PersistentVolumeClaims.GetStatus:input_type -> rafter.meta.v1.GetRequest
+	50,  // 101: rafter.core.v1.PersistentVolumeClaims.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 102: rafter.core.v1.PersistentVolumeClaims.Watch:input_type -> rafter.meta.v1.ListRequest
+	29,  // 103: rafter.core.v1.Events.Create:input_type -> rafter.core.v1.CreateEventRequest
+	48,  // 104: rafter.core.v1.Events.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 105: rafter.core.v1.Events.List:input_type -> rafter.meta.v1.ListRequest
+	30,  // 106: rafter.core.v1.Events.Update:input_type -> rafter.core.v1.UpdateEventRequest
+	50,  // 107: rafter.core.v1.Events.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 108: rafter.core.v1.Events.Watch:input_type -> rafter.meta.v1.ListRequest
+	32,  // 109: rafter.core.v1.ServiceAccounts.Create:input_type -> rafter.core.v1.CreateServiceAccountRequest
+	48,  // 110: rafter.core.v1.ServiceAccounts.Get:input_type -> rafter.meta.v1.GetRequest
+	49,  // 111: rafter.core.v1.ServiceAccounts.List:input_type -> rafter.meta.v1.ListRequest
+	33,  // 112: rafter.core.v1.ServiceAccounts.Update:input_type -> rafter.core.v1.UpdateServiceAccountRequest
+	50,  // 113: rafter.core.v1.ServiceAccounts.Delete:input_type -> rafter.meta.v1.DeleteRequest
+	49,  // 114: rafter.core.v1.ServiceAccounts.Watch:input_type -> rafter.meta.v1.ListRequest
+	35,  // 115: rafter.core.v1.Namespaces.Create:output_type -> rafter.core.v1.Namespace
+	35,  // 116: rafter.core.v1.Namespaces.Get:output_type -> rafter.core.v1.Namespace
+	51,  // 117: rafter.core.v1.Namespaces.List:output_type -> rafter.core.v1.NamespaceList
+	35,  // 118: rafter.core.v1.Namespaces.Update:output_type -> rafter.core.v1.Namespace
+	35,  // 119: rafter.core.v1.Namespaces.UpdateStatus:output_type -> rafter.core.v1.Namespace
+	35,  // 120: rafter.core.v1.Namespaces.GetStatus:output_type -> rafter.core.v1.Namespace
+	35,  // 121: rafter.core.v1.Namespaces.Delete:output_type -> rafter.core.v1.Namespace
+	2,   // 122: rafter.core.v1.Namespaces.Watch:output_type -> rafter.core.v1.NamespaceWatchEvent
+	36,  // 123: rafter.core.v1.Nodes.Create:output_type -> rafter.core.v1.Node
+	36,  // 124: rafter.core.v1.Nodes.Get:output_type -> rafter.core.v1.Node
+	52,  // 125: rafter.core.v1.Nodes.List:output_type -> rafter.core.v1.NodeList
+	36,  // 126: rafter.core.v1.Nodes.Update:output_type -> rafter.core.v1.Node
+	36,  // 127: rafter.core.v1.Nodes.UpdateStatus:output_type -> rafter.core.v1.Node
+	36,  // 128: rafter.core.v1.Nodes.GetStatus:output_type -> rafter.core.v1.Node
+	36,  // 129: rafter.core.v1.Nodes.Delete:output_type -> rafter.core.v1.Node
+	5,   // 130: rafter.core.v1.Nodes.Watch:output_type -> rafter.core.v1.NodeWatchEvent
+	37,  // 131: rafter.core.v1.Pods.Create:output_type -> rafter.core.v1.Pod
+	37,  // 132: rafter.core.v1.Pods.Get:output_type -> rafter.core.v1.Pod
+	53,  // 133: rafter.core.v1.Pods.List:output_type -> rafter.core.v1.PodList
+	37,  // 134: rafter.core.v1.Pods.Update:output_type -> rafter.core.v1.Pod
+	37,  // 135: rafter.core.v1.Pods.UpdateStatus:output_type -> rafter.core.v1.Pod
+	37,  // 136: rafter.core.v1.Pods.GetStatus:output_type -> rafter.core.v1.Pod
+	54,  // 137: rafter.core.v1.Pods.Bind:output_type -> rafter.meta.v1.Status
+	54,  // 138: rafter.core.v1.Pods.Evict:output_type -> rafter.meta.v1.Status
+	37,  // 139: rafter.core.v1.Pods.Delete:output_type -> rafter.core.v1.Pod
+	8,   // 140: rafter.core.v1.Pods.Watch:output_type -> rafter.core.v1.PodWatchEvent
+	40,  // 141: rafter.core.v1.Services.Create:output_type -> rafter.core.v1.Service
+	40,  // 142: rafter.core.v1.Services.Get:output_type -> rafter.core.v1.Service
+	55,  // 143: rafter.core.v1.Services.List:output_type -> rafter.core.v1.ServiceList
+	40,  // 144: rafter.core.v1.Services.Update:output_type -> rafter.core.v1.Service
+	40,  // 145: rafter.core.v1.Services.UpdateStatus:output_type -> rafter.core.v1.Service
+	40,  // 146: rafter.core.v1.Services.GetStatus:output_type -> rafter.core.v1.Service
+	40,  // 147: rafter.core.v1.Services.Delete:output_type -> rafter.core.v1.Service
+	13,  // 148: rafter.core.v1.Services.Watch:output_type -> rafter.core.v1.ServiceWatchEvent
+	41,  // 149: rafter.core.v1.EndpointsService.Create:output_type -> rafter.core.v1.Endpoints
+	41,  // 150: rafter.core.v1.EndpointsService.Get:output_type -> rafter.core.v1.Endpoints
+	56,  // 151: rafter.core.v1.EndpointsService.List:output_type -> rafter.core.v1.EndpointsList
+	41,  // 152: rafter.core.v1.EndpointsService.Update:output_type -> rafter.core.v1.Endpoints
+	41,  // 153: rafter.core.v1.EndpointsService.Delete:output_type -> rafter.core.v1.Endpoints
+	16,  // 154: rafter.core.v1.EndpointsService.Watch:output_type -> rafter.core.v1.EndpointsWatchEvent
+	42,  // 155: rafter.core.v1.ConfigMaps.Create:output_type -> rafter.core.v1.ConfigMap
+	42,  // 156: rafter.core.v1.ConfigMaps.Get:output_type -> rafter.core.v1.ConfigMap
+	57,  // 157: rafter.core.v1.ConfigMaps.List:output_type -> rafter.core.v1.ConfigMapList
+	42,  // 158: rafter.core.v1.ConfigMaps.Update:output_type -> rafter.core.v1.ConfigMap
+	42,  // 159: rafter.core.v1.ConfigMaps.Delete:output_type -> rafter.core.v1.ConfigMap
+	19,  // 160: rafter.core.v1.ConfigMaps.Watch:output_type -> rafter.core.v1.ConfigMapWatchEvent
+	43,  // 161: rafter.core.v1.Secrets.Create:output_type -> rafter.core.v1.Secret
+	43,  // 162: rafter.core.v1.Secrets.Get:output_type -> rafter.core.v1.Secret
+	58,  // 163: rafter.core.v1.Secrets.List:output_type -> rafter.core.v1.SecretList
+	43,  // 164: rafter.core.v1.Secrets.Update:output_type -> rafter.core.v1.Secret
+	43,  // 165: rafter.core.v1.Secrets.Delete:output_type -> rafter.core.v1.Secret
+	22,  // 166: rafter.core.v1.Secrets.Watch:output_type -> rafter.core.v1.SecretWatchEvent
+	44,  // 167: rafter.core.v1.PersistentVolumes.Create:output_type -> rafter.core.v1.PersistentVolume
+	44,  // 168: rafter.core.v1.PersistentVolumes.Get:output_type -> rafter.core.v1.PersistentVolume
+	59,  // 169: rafter.core.v1.PersistentVolumes.List:output_type -> rafter.core.v1.PersistentVolumeList
+	44,  // 170: rafter.core.v1.PersistentVolumes.Update:output_type -> rafter.core.v1.PersistentVolume
+	44,  // 171: rafter.core.v1.PersistentVolumes.UpdateStatus:output_type -> rafter.core.v1.PersistentVolume
+	44,  // 172: rafter.core.v1.PersistentVolumes.GetStatus:output_type -> rafter.core.v1.PersistentVolume
+	44,  // 173: rafter.core.v1.PersistentVolumes.Delete:output_type -> rafter.core.v1.PersistentVolume
+	25,  // 174: rafter.core.v1.PersistentVolumes.Watch:output_type -> rafter.core.v1.PersistentVolumeWatchEvent
+	45,  // 175: rafter.core.v1.PersistentVolumeClaims.Create:output_type -> rafter.core.v1.PersistentVolumeClaim
+	45,  // 176: rafter.core.v1.PersistentVolumeClaims.Get:output_type -> rafter.core.v1.PersistentVolumeClaim
+	60,  // 177: rafter.core.v1.PersistentVolumeClaims.List:output_type -> rafter.core.v1.PersistentVolumeClaimList
+	45,  // 178: rafter.core.v1.PersistentVolumeClaims.Update:output_type -> rafter.core.v1.PersistentVolumeClaim
+	45,  // 179: rafter.core.v1.PersistentVolumeClaims.UpdateStatus:output_type -> rafter.core.v1.PersistentVolumeClaim
+	45,  // 180: rafter.core.v1.PersistentVolumeClaims.GetStatus:output_type -> rafter.core.v1.PersistentVolumeClaim
+	45,  // 181: rafter.core.v1.PersistentVolumeClaims.Delete:output_type -> rafter.core.v1.PersistentVolumeClaim
+	28,  // 182: rafter.core.v1.PersistentVolumeClaims.Watch:output_type -> rafter.core.v1.PersistentVolumeClaimWatchEvent
+	46,  // 183: rafter.core.v1.Events.Create:output_type -> rafter.core.v1.Event
+	46,  // 184: rafter.core.v1.Events.Get:output_type -> rafter.core.v1.Event
+	61,  // 185: rafter.core.v1.Events.List:output_type -> rafter.core.v1.EventList
+	46,  // 186: rafter.core.v1.Events.Update:output_type -> rafter.core.v1.Event
+	46,  // 187: rafter.core.v1.Events.Delete:output_type -> rafter.core.v1.Event
+	31,  // 188: rafter.core.v1.Events.Watch:output_type -> rafter.core.v1.EventWatchEvent
+	47,  // 189: rafter.core.v1.ServiceAccounts.Create:output_type -> rafter.core.v1.ServiceAccount
+	47,  // 190: rafter.core.v1.ServiceAccounts.Get:output_type -> rafter.core.v1.ServiceAccount
+	62,  // 191: rafter.core.v1.ServiceAccounts.List:output_type -> rafter.core.v1.ServiceAccountList
+	47,  // 192: rafter.core.v1.ServiceAccounts.Update:output_type -> rafter.core.v1.ServiceAccount
+	47,  // 193: rafter.core.v1.ServiceAccounts.Delete:output_type -> rafter.core.v1.ServiceAccount
+	34,  // 194: rafter.core.v1.ServiceAccounts.Watch:output_type -> rafter.core.v1.ServiceAccountWatchEvent
+	115, // [115:195] is the sub-list for method output_type
+	35,  // [35:115] is the sub-list for method input_type
+	35,  // [35:35] is the sub-list for extension type_name
+	35,  // [35:35] is the sub-list for extension extendee
+	0,   // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_rafter_core_v1_services_proto_init() }
@@ -2852,7 +2942,7 @@ func file_rafter_core_v1_services_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rafter_core_v1_services_proto_rawDesc), len(file_rafter_core_v1_services_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   11,
 		},

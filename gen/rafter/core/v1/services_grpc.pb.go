@@ -784,6 +784,7 @@ const (
 	Pods_UpdateStatus_FullMethodName = "/rafter.core.v1.Pods/UpdateStatus"
 	Pods_GetStatus_FullMethodName    = "/rafter.core.v1.Pods/GetStatus"
 	Pods_Bind_FullMethodName         = "/rafter.core.v1.Pods/Bind"
+	Pods_Evict_FullMethodName        = "/rafter.core.v1.Pods/Evict"
 	Pods_Delete_FullMethodName       = "/rafter.core.v1.Pods/Delete"
 	Pods_Watch_FullMethodName        = "/rafter.core.v1.Pods/Watch"
 )
@@ -801,6 +802,7 @@ type PodsClient interface {
 	UpdateStatus(ctx context.Context, in *UpdatePodRequest, opts ...grpc.CallOption) (*Pod, error)
 	GetStatus(ctx context.Context, in *v1.GetRequest, opts ...grpc.CallOption) (*Pod, error)
 	Bind(ctx context.Context, in *CreateBindingRequest, opts ...grpc.CallOption) (*v1.Status, error)
+	Evict(ctx context.Context, in *CreateEvictionRequest, opts ...grpc.CallOption) (*v1.Status, error)
 	Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*Pod, error)
 	Watch(ctx context.Context, in *v1.ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PodWatchEvent], error)
 }
@@ -883,6 +885,16 @@ func (c *podsClient) Bind(ctx context.Context, in *CreateBindingRequest, opts ..
 	return out, nil
 }
 
+func (c *podsClient) Evict(ctx context.Context, in *CreateEvictionRequest, opts ...grpc.CallOption) (*v1.Status, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.Status)
+	err := c.cc.Invoke(ctx, Pods_Evict_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *podsClient) Delete(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*Pod, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Pod)
@@ -925,6 +937,7 @@ type PodsServer interface {
 	UpdateStatus(context.Context, *UpdatePodRequest) (*Pod, error)
 	GetStatus(context.Context, *v1.GetRequest) (*Pod, error)
 	Bind(context.Context, *CreateBindingRequest) (*v1.Status, error)
+	Evict(context.Context, *CreateEvictionRequest) (*v1.Status, error)
 	Delete(context.Context, *v1.DeleteRequest) (*Pod, error)
 	Watch(*v1.ListRequest, grpc.ServerStreamingServer[PodWatchEvent]) error
 	mustEmbedUnimplementedPodsServer()
@@ -957,6 +970,9 @@ func (UnimplementedPodsServer) GetStatus(context.Context, *v1.GetRequest) (*Pod,
 }
 func (UnimplementedPodsServer) Bind(context.Context, *CreateBindingRequest) (*v1.Status, error) {
 	return nil, status.Error(codes.Unimplemented, "method Bind not implemented")
+}
+func (UnimplementedPodsServer) Evict(context.Context, *CreateEvictionRequest) (*v1.Status, error) {
+	return nil, status.Error(codes.Unimplemented, "method Evict not implemented")
 }
 func (UnimplementedPodsServer) Delete(context.Context, *v1.DeleteRequest) (*Pod, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
@@ -1111,6 +1127,24 @@ func _Pods_Bind_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Pods_Evict_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateEvictionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PodsServer).Evict(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Pods_Evict_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PodsServer).Evict(ctx, req.(*CreateEvictionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Pods_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
@@ -1174,6 +1208,10 @@ var Pods_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Bind",
 			Handler:    _Pods_Bind_Handler,
+		},
+		{
+			MethodName: "Evict",
+			Handler:    _Pods_Evict_Handler,
 		},
 		{
 			MethodName: "Delete",

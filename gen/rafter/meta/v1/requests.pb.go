@@ -205,152 +205,6 @@ func (x *ListRequest) GetWatch() bool {
 	return false
 }
 
-// DeleteOptions is the body of a DELETE, as Kubernetes' meta/v1 DeleteOptions.
-type DeleteOptions struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	ApiVersion         string                 `protobuf:"bytes,1,opt,name=apiVersion,proto3" json:"apiVersion,omitempty"`
-	Kind               string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	GracePeriodSeconds *int64                 `protobuf:"varint,3,opt,name=gracePeriodSeconds,proto3,oneof" json:"gracePeriodSeconds,omitempty"`
-	Preconditions      *Preconditions         `protobuf:"bytes,4,opt,name=preconditions,proto3" json:"preconditions,omitempty"`
-	PropagationPolicy  string                 `protobuf:"bytes,5,opt,name=propagationPolicy,proto3" json:"propagationPolicy,omitempty"`
-	DryRun             []string               `protobuf:"bytes,6,rep,name=dryRun,proto3" json:"dryRun,omitempty"`
-	OrphanDependents   *bool                  `protobuf:"varint,7,opt,name=orphanDependents,proto3,oneof" json:"orphanDependents,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
-}
-
-func (x *DeleteOptions) Reset() {
-	*x = DeleteOptions{}
-	mi := &file_rafter_meta_v1_requests_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *DeleteOptions) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*DeleteOptions) ProtoMessage() {}
-
-func (x *DeleteOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_requests_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use DeleteOptions.ProtoReflect.Descriptor instead.
-func (*DeleteOptions) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_requests_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *DeleteOptions) GetApiVersion() string {
-	if x != nil {
-		return x.ApiVersion
-	}
-	return ""
-}
-
-func (x *DeleteOptions) GetKind() string {
-	if x != nil {
-		return x.Kind
-	}
-	return ""
-}
-
-func (x *DeleteOptions) GetGracePeriodSeconds() int64 {
-	if x != nil && x.GracePeriodSeconds != nil {
-		return *x.GracePeriodSeconds
-	}
-	return 0
-}
-
-func (x *DeleteOptions) GetPreconditions() *Preconditions {
-	if x != nil {
-		return x.Preconditions
-	}
-	return nil
-}
-
-func (x *DeleteOptions) GetPropagationPolicy() string {
-	if x != nil {
-		return x.PropagationPolicy
-	}
-	return ""
-}
-
-func (x *DeleteOptions) GetDryRun() []string {
-	if x != nil {
-		return x.DryRun
-	}
-	return nil
-}
-
-func (x *DeleteOptions) GetOrphanDependents() bool {
-	if x != nil && x.OrphanDependents != nil {
-		return *x.OrphanDependents
-	}
-	return false
-}
-
-// Preconditions must hold for a delete to go ahead.
-type Preconditions struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Uid             *string                `protobuf:"bytes,1,opt,name=uid,proto3,oneof" json:"uid,omitempty"`
-	ResourceVersion *string                `protobuf:"bytes,2,opt,name=resourceVersion,proto3,oneof" json:"resourceVersion,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
-}
-
-func (x *Preconditions) Reset() {
-	*x = Preconditions{}
-	mi := &file_rafter_meta_v1_requests_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Preconditions) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Preconditions) ProtoMessage() {}
-
-func (x *Preconditions) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_requests_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Preconditions.ProtoReflect.Descriptor instead.
-func (*Preconditions) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_requests_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *Preconditions) GetUid() string {
-	if x != nil && x.Uid != nil {
-		return *x.Uid
-	}
-	return ""
-}
-
-func (x *Preconditions) GetResourceVersion() string {
-	if x != nil && x.ResourceVersion != nil {
-		return *x.ResourceVersion
-	}
-	return ""
-}
-
 // DeleteRequest deletes one object: DELETE .../{name}, with DeleteOptions as an
 // optional body or as query parameters.
 type DeleteRequest struct {
@@ -367,7 +221,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_rafter_meta_v1_requests_proto_msgTypes[4]
+	mi := &file_rafter_meta_v1_requests_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +233,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_requests_proto_msgTypes[4]
+	mi := &file_rafter_meta_v1_requests_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +246,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_requests_proto_rawDescGZIP(), []int{4}
+	return file_rafter_meta_v1_requests_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DeleteRequest) GetNamespace() string {
@@ -441,7 +295,7 @@ var File_rafter_meta_v1_requests_proto protoreflect.FileDescriptor
 
 const file_rafter_meta_v1_requests_proto_rawDesc = "" +
 	"\n" +
-	"\x1drafter/meta/v1/requests.proto\x12\x0erafter.meta.v1\"h\n" +
+	"\x1drafter/meta/v1/requests.proto\x12\x0erafter.meta.v1\x1a\x1arafter/meta/v1/types.proto\"h\n" +
 	"\n" +
 	"GetRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -459,24 +313,7 @@ const file_rafter_meta_v1_requests_proto_rawDesc = "" +
 	"\x13allowWatchBookmarks\x18\t \x01(\bR\x13allowWatchBookmarks\x12\x14\n" +
 	"\x05watch\x18\n" +
 	" \x01(\bR\x05watchB\x11\n" +
-	"\x0f_timeoutSeconds\"\xe0\x02\n" +
-	"\rDeleteOptions\x12\x1e\n" +
-	"\n" +
-	"apiVersion\x18\x01 \x01(\tR\n" +
-	"apiVersion\x12\x12\n" +
-	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
-	"\x12gracePeriodSeconds\x18\x03 \x01(\x03H\x00R\x12gracePeriodSeconds\x88\x01\x01\x12C\n" +
-	"\rpreconditions\x18\x04 \x01(\v2\x1d.rafter.meta.v1.PreconditionsR\rpreconditions\x12,\n" +
-	"\x11propagationPolicy\x18\x05 \x01(\tR\x11propagationPolicy\x12\x16\n" +
-	"\x06dryRun\x18\x06 \x03(\tR\x06dryRun\x12/\n" +
-	"\x10orphanDependents\x18\a \x01(\bH\x01R\x10orphanDependents\x88\x01\x01B\x15\n" +
-	"\x13_gracePeriodSecondsB\x13\n" +
-	"\x11_orphanDependents\"q\n" +
-	"\rPreconditions\x12\x15\n" +
-	"\x03uid\x18\x01 \x01(\tH\x00R\x03uid\x88\x01\x01\x12-\n" +
-	"\x0fresourceVersion\x18\x02 \x01(\tH\x01R\x0fresourceVersion\x88\x01\x01B\x06\n" +
-	"\x04_uidB\x12\n" +
-	"\x10_resourceVersion\"\x86\x02\n" +
+	"\x0f_timeoutSeconds\"\x86\x02\n" +
 	"\rDeleteRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x121\n" +
@@ -498,22 +335,20 @@ func file_rafter_meta_v1_requests_proto_rawDescGZIP() []byte {
 	return file_rafter_meta_v1_requests_proto_rawDescData
 }
 
-var file_rafter_meta_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_rafter_meta_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_rafter_meta_v1_requests_proto_goTypes = []any{
 	(*GetRequest)(nil),    // 0: rafter.meta.v1.GetRequest
 	(*ListRequest)(nil),   // 1: rafter.meta.v1.ListRequest
-	(*DeleteOptions)(nil), // 2: rafter.meta.v1.DeleteOptions
-	(*Preconditions)(nil), // 3: rafter.meta.v1.Preconditions
-	(*DeleteRequest)(nil), // 4: rafter.meta.v1.DeleteRequest
+	(*DeleteRequest)(nil), // 2: rafter.meta.v1.DeleteRequest
+	(*DeleteOptions)(nil), // 3: rafter.meta.v1.DeleteOptions
 }
 var file_rafter_meta_v1_requests_proto_depIdxs = []int32{
-	3, // 0: rafter.meta.v1.DeleteOptions.preconditions:type_name -> rafter.meta.v1.Preconditions
-	2, // 1: rafter.meta.v1.DeleteRequest.body:type_name -> rafter.meta.v1.DeleteOptions
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 0: rafter.meta.v1.DeleteRequest.body:type_name -> rafter.meta.v1.DeleteOptions
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_rafter_meta_v1_requests_proto_init() }
@@ -521,17 +356,16 @@ func file_rafter_meta_v1_requests_proto_init() {
 	if File_rafter_meta_v1_requests_proto != nil {
 		return
 	}
+	file_rafter_meta_v1_types_proto_init()
 	file_rafter_meta_v1_requests_proto_msgTypes[1].OneofWrappers = []any{}
 	file_rafter_meta_v1_requests_proto_msgTypes[2].OneofWrappers = []any{}
-	file_rafter_meta_v1_requests_proto_msgTypes[3].OneofWrappers = []any{}
-	file_rafter_meta_v1_requests_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rafter_meta_v1_requests_proto_rawDesc), len(file_rafter_meta_v1_requests_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -114,6 +114,107 @@ func (x *Condition) GetMessage() string {
 	return ""
 }
 
+// DeleteOptions is k8s.io/apimachinery/pkg/apis/meta/v1.DeleteOptions.
+type DeleteOptions struct {
+	state                                            protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion                                       string                 `protobuf:"bytes,1,opt,name=apiVersion,proto3" json:"apiVersion,omitempty"`
+	Kind                                             string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	GracePeriodSeconds                               *int64                 `protobuf:"varint,3,opt,name=gracePeriodSeconds,proto3,oneof" json:"gracePeriodSeconds,omitempty"`
+	Preconditions                                    *Preconditions         `protobuf:"bytes,4,opt,name=preconditions,proto3" json:"preconditions,omitempty"`
+	OrphanDependents                                 *bool                  `protobuf:"varint,7,opt,name=orphanDependents,proto3,oneof" json:"orphanDependents,omitempty"`
+	PropagationPolicy                                *string                `protobuf:"bytes,5,opt,name=propagationPolicy,proto3,oneof" json:"propagationPolicy,omitempty"`
+	DryRun                                           []string               `protobuf:"bytes,6,rep,name=dryRun,proto3" json:"dryRun,omitempty"`
+	IgnoreStoreReadErrorWithClusterBreakingPotential *bool                  `protobuf:"varint,8,opt,name=ignoreStoreReadErrorWithClusterBreakingPotential,proto3,oneof" json:"ignoreStoreReadErrorWithClusterBreakingPotential,omitempty"`
+	unknownFields                                    protoimpl.UnknownFields
+	sizeCache                                        protoimpl.SizeCache
+}
+
+func (x *DeleteOptions) Reset() {
+	*x = DeleteOptions{}
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOptions) ProtoMessage() {}
+
+func (x *DeleteOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOptions.ProtoReflect.Descriptor instead.
+func (*DeleteOptions) Descriptor() ([]byte, []int) {
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeleteOptions) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *DeleteOptions) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DeleteOptions) GetGracePeriodSeconds() int64 {
+	if x != nil && x.GracePeriodSeconds != nil {
+		return *x.GracePeriodSeconds
+	}
+	return 0
+}
+
+func (x *DeleteOptions) GetPreconditions() *Preconditions {
+	if x != nil {
+		return x.Preconditions
+	}
+	return nil
+}
+
+func (x *DeleteOptions) GetOrphanDependents() bool {
+	if x != nil && x.OrphanDependents != nil {
+		return *x.OrphanDependents
+	}
+	return false
+}
+
+func (x *DeleteOptions) GetPropagationPolicy() string {
+	if x != nil && x.PropagationPolicy != nil {
+		return *x.PropagationPolicy
+	}
+	return ""
+}
+
+func (x *DeleteOptions) GetDryRun() []string {
+	if x != nil {
+		return x.DryRun
+	}
+	return nil
+}
+
+func (x *DeleteOptions) GetIgnoreStoreReadErrorWithClusterBreakingPotential() bool {
+	if x != nil && x.IgnoreStoreReadErrorWithClusterBreakingPotential != nil {
+		return *x.IgnoreStoreReadErrorWithClusterBreakingPotential
+	}
+	return false
+}
+
 // LabelSelector is k8s.io/apimachinery/pkg/apis/meta/v1.LabelSelector.
 type LabelSelector struct {
 	state            protoimpl.MessageState      `protogen:"open.v1"`
@@ -125,7 +226,7 @@ type LabelSelector struct {
 
 func (x *LabelSelector) Reset() {
 	*x = LabelSelector{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[1]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +238,7 @@ func (x *LabelSelector) String() string {
 func (*LabelSelector) ProtoMessage() {}
 
 func (x *LabelSelector) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[1]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +251,7 @@ func (x *LabelSelector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelSelector.ProtoReflect.Descriptor instead.
 func (*LabelSelector) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LabelSelector) GetMatchLabels() map[string]string {
@@ -179,7 +280,7 @@ type LabelSelectorRequirement struct {
 
 func (x *LabelSelectorRequirement) Reset() {
 	*x = LabelSelectorRequirement{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[2]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +292,7 @@ func (x *LabelSelectorRequirement) String() string {
 func (*LabelSelectorRequirement) ProtoMessage() {}
 
 func (x *LabelSelectorRequirement) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[2]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +305,7 @@ func (x *LabelSelectorRequirement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelSelectorRequirement.ProtoReflect.Descriptor instead.
 func (*LabelSelectorRequirement) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LabelSelectorRequirement) GetKey() string {
@@ -242,7 +343,7 @@ type ListMeta struct {
 
 func (x *ListMeta) Reset() {
 	*x = ListMeta{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[3]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +355,7 @@ func (x *ListMeta) String() string {
 func (*ListMeta) ProtoMessage() {}
 
 func (x *ListMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[3]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +368,7 @@ func (x *ListMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMeta.ProtoReflect.Descriptor instead.
 func (*ListMeta) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListMeta) GetSelfLink() string {
@@ -321,7 +422,7 @@ type ManagedFieldsEntry struct {
 
 func (x *ManagedFieldsEntry) Reset() {
 	*x = ManagedFieldsEntry{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[4]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +434,7 @@ func (x *ManagedFieldsEntry) String() string {
 func (*ManagedFieldsEntry) ProtoMessage() {}
 
 func (x *ManagedFieldsEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[4]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +447,7 @@ func (x *ManagedFieldsEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagedFieldsEntry.ProtoReflect.Descriptor instead.
 func (*ManagedFieldsEntry) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ManagedFieldsEntry) GetManager() string {
@@ -422,7 +523,7 @@ type ObjectMeta struct {
 
 func (x *ObjectMeta) Reset() {
 	*x = ObjectMeta{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[5]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +535,7 @@ func (x *ObjectMeta) String() string {
 func (*ObjectMeta) ProtoMessage() {}
 
 func (x *ObjectMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[5]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +548,7 @@ func (x *ObjectMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectMeta.ProtoReflect.Descriptor instead.
 func (*ObjectMeta) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ObjectMeta) GetName() string {
@@ -570,7 +671,7 @@ type OwnerReference struct {
 
 func (x *OwnerReference) Reset() {
 	*x = OwnerReference{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[6]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +683,7 @@ func (x *OwnerReference) String() string {
 func (*OwnerReference) ProtoMessage() {}
 
 func (x *OwnerReference) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[6]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +696,7 @@ func (x *OwnerReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnerReference.ProtoReflect.Descriptor instead.
 func (*OwnerReference) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OwnerReference) GetApiVersion() string {
@@ -640,6 +741,59 @@ func (x *OwnerReference) GetBlockOwnerDeletion() bool {
 	return false
 }
 
+// Preconditions is k8s.io/apimachinery/pkg/apis/meta/v1.Preconditions.
+type Preconditions struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Uid             *string                `protobuf:"bytes,1,opt,name=uid,proto3,oneof" json:"uid,omitempty"` // types.UID
+	ResourceVersion *string                `protobuf:"bytes,2,opt,name=resourceVersion,proto3,oneof" json:"resourceVersion,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Preconditions) Reset() {
+	*x = Preconditions{}
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Preconditions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Preconditions) ProtoMessage() {}
+
+func (x *Preconditions) ProtoReflect() protoreflect.Message {
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Preconditions.ProtoReflect.Descriptor instead.
+func (*Preconditions) Descriptor() ([]byte, []int) {
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Preconditions) GetUid() string {
+	if x != nil && x.Uid != nil {
+		return *x.Uid
+	}
+	return ""
+}
+
+func (x *Preconditions) GetResourceVersion() string {
+	if x != nil && x.ResourceVersion != nil {
+		return *x.ResourceVersion
+	}
+	return ""
+}
+
 // ShardInfo is k8s.io/apimachinery/pkg/apis/meta/v1.ShardInfo.
 type ShardInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -650,7 +804,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[7]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +816,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[7]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +829,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ShardInfo) GetSelector() string {
@@ -702,7 +856,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[8]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +868,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[8]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +881,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Status) GetApiVersion() string {
@@ -798,7 +952,7 @@ type StatusCause struct {
 
 func (x *StatusCause) Reset() {
 	*x = StatusCause{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[9]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +964,7 @@ func (x *StatusCause) String() string {
 func (*StatusCause) ProtoMessage() {}
 
 func (x *StatusCause) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[9]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +977,7 @@ func (x *StatusCause) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusCause.ProtoReflect.Descriptor instead.
 func (*StatusCause) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusCause) GetReason() string {
@@ -862,7 +1016,7 @@ type StatusDetails struct {
 
 func (x *StatusDetails) Reset() {
 	*x = StatusDetails{}
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[10]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1028,7 @@ func (x *StatusDetails) String() string {
 func (*StatusDetails) ProtoMessage() {}
 
 func (x *StatusDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_rafter_meta_v1_types_proto_msgTypes[10]
+	mi := &file_rafter_meta_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1041,7 @@ func (x *StatusDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusDetails.ProtoReflect.Descriptor instead.
 func (*StatusDetails) Descriptor() ([]byte, []int) {
-	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_rafter_meta_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusDetails) GetName() string {
@@ -943,7 +1097,22 @@ const file_rafter_meta_v1_types_proto_rawDesc = "" +
 	"\x12observedGeneration\x18\x03 \x01(\x03R\x12observedGeneration\x12J\n" +
 	"\x12lastTransitionTime\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x12lastTransitionTime\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"\xf7\x01\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\xa1\x04\n" +
+	"\rDeleteOptions\x12\x1e\n" +
+	"\n" +
+	"apiVersion\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x123\n" +
+	"\x12gracePeriodSeconds\x18\x03 \x01(\x03H\x00R\x12gracePeriodSeconds\x88\x01\x01\x12C\n" +
+	"\rpreconditions\x18\x04 \x01(\v2\x1d.rafter.meta.v1.PreconditionsR\rpreconditions\x12/\n" +
+	"\x10orphanDependents\x18\a \x01(\bH\x01R\x10orphanDependents\x88\x01\x01\x121\n" +
+	"\x11propagationPolicy\x18\x05 \x01(\tH\x02R\x11propagationPolicy\x88\x01\x01\x12\x16\n" +
+	"\x06dryRun\x18\x06 \x03(\tR\x06dryRun\x12o\n" +
+	"0ignoreStoreReadErrorWithClusterBreakingPotential\x18\b \x01(\bH\x03R0ignoreStoreReadErrorWithClusterBreakingPotential\x88\x01\x01B\x15\n" +
+	"\x13_gracePeriodSecondsB\x13\n" +
+	"\x11_orphanDependentsB\x14\n" +
+	"\x12_propagationPolicyB3\n" +
+	"1_ignoreStoreReadErrorWithClusterBreakingPotential\"\xf7\x01\n" +
 	"\rLabelSelector\x12P\n" +
 	"\vmatchLabels\x18\x01 \x03(\v2..rafter.meta.v1.LabelSelector.MatchLabelsEntryR\vmatchLabels\x12T\n" +
 	"\x10matchExpressions\x18\x02 \x03(\v2(.rafter.meta.v1.LabelSelectorRequirementR\x10matchExpressions\x1a>\n" +
@@ -1014,7 +1183,12 @@ const file_rafter_meta_v1_types_proto_rawDesc = "" +
 	"controller\x88\x01\x01\x123\n" +
 	"\x12blockOwnerDeletion\x18\x06 \x01(\bH\x01R\x12blockOwnerDeletion\x88\x01\x01B\r\n" +
 	"\v_controllerB\x15\n" +
-	"\x13_blockOwnerDeletion\"'\n" +
+	"\x13_blockOwnerDeletion\"q\n" +
+	"\rPreconditions\x12\x15\n" +
+	"\x03uid\x18\x01 \x01(\tH\x00R\x03uid\x88\x01\x01\x12-\n" +
+	"\x0fresourceVersion\x18\x02 \x01(\tH\x01R\x0fresourceVersion\x88\x01\x01B\x06\n" +
+	"\x04_uidB\x12\n" +
+	"\x10_resourceVersion\"'\n" +
 	"\tShardInfo\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\"\x89\x02\n" +
 	"\x06Status\x12\x1e\n" +
@@ -1052,46 +1226,49 @@ func file_rafter_meta_v1_types_proto_rawDescGZIP() []byte {
 	return file_rafter_meta_v1_types_proto_rawDescData
 }
 
-var file_rafter_meta_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_rafter_meta_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_rafter_meta_v1_types_proto_goTypes = []any{
 	(*Condition)(nil),                // 0: rafter.meta.v1.Condition
-	(*LabelSelector)(nil),            // 1: rafter.meta.v1.LabelSelector
-	(*LabelSelectorRequirement)(nil), // 2: rafter.meta.v1.LabelSelectorRequirement
-	(*ListMeta)(nil),                 // 3: rafter.meta.v1.ListMeta
-	(*ManagedFieldsEntry)(nil),       // 4: rafter.meta.v1.ManagedFieldsEntry
-	(*ObjectMeta)(nil),               // 5: rafter.meta.v1.ObjectMeta
-	(*OwnerReference)(nil),           // 6: rafter.meta.v1.OwnerReference
-	(*ShardInfo)(nil),                // 7: rafter.meta.v1.ShardInfo
-	(*Status)(nil),                   // 8: rafter.meta.v1.Status
-	(*StatusCause)(nil),              // 9: rafter.meta.v1.StatusCause
-	(*StatusDetails)(nil),            // 10: rafter.meta.v1.StatusDetails
-	nil,                              // 11: rafter.meta.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 12: rafter.meta.v1.ObjectMeta.LabelsEntry
-	nil,                              // 13: rafter.meta.v1.ObjectMeta.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil),    // 14: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 15: google.protobuf.Value
+	(*DeleteOptions)(nil),            // 1: rafter.meta.v1.DeleteOptions
+	(*LabelSelector)(nil),            // 2: rafter.meta.v1.LabelSelector
+	(*LabelSelectorRequirement)(nil), // 3: rafter.meta.v1.LabelSelectorRequirement
+	(*ListMeta)(nil),                 // 4: rafter.meta.v1.ListMeta
+	(*ManagedFieldsEntry)(nil),       // 5: rafter.meta.v1.ManagedFieldsEntry
+	(*ObjectMeta)(nil),               // 6: rafter.meta.v1.ObjectMeta
+	(*OwnerReference)(nil),           // 7: rafter.meta.v1.OwnerReference
+	(*Preconditions)(nil),            // 8: rafter.meta.v1.Preconditions
+	(*ShardInfo)(nil),                // 9: rafter.meta.v1.ShardInfo
+	(*Status)(nil),                   // 10: rafter.meta.v1.Status
+	(*StatusCause)(nil),              // 11: rafter.meta.v1.StatusCause
+	(*StatusDetails)(nil),            // 12: rafter.meta.v1.StatusDetails
+	nil,                              // 13: rafter.meta.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 14: rafter.meta.v1.ObjectMeta.LabelsEntry
+	nil,                              // 15: rafter.meta.v1.ObjectMeta.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 17: google.protobuf.Value
 }
 var file_rafter_meta_v1_types_proto_depIdxs = []int32{
-	14, // 0: rafter.meta.v1.Condition.lastTransitionTime:type_name -> google.protobuf.Timestamp
-	11, // 1: rafter.meta.v1.LabelSelector.matchLabels:type_name -> rafter.meta.v1.LabelSelector.MatchLabelsEntry
-	2,  // 2: rafter.meta.v1.LabelSelector.matchExpressions:type_name -> rafter.meta.v1.LabelSelectorRequirement
-	7,  // 3: rafter.meta.v1.ListMeta.shardInfo:type_name -> rafter.meta.v1.ShardInfo
-	14, // 4: rafter.meta.v1.ManagedFieldsEntry.time:type_name -> google.protobuf.Timestamp
-	15, // 5: rafter.meta.v1.ManagedFieldsEntry.fieldsV1:type_name -> google.protobuf.Value
-	14, // 6: rafter.meta.v1.ObjectMeta.creationTimestamp:type_name -> google.protobuf.Timestamp
-	14, // 7: rafter.meta.v1.ObjectMeta.deletionTimestamp:type_name -> google.protobuf.Timestamp
-	12, // 8: rafter.meta.v1.ObjectMeta.labels:type_name -> rafter.meta.v1.ObjectMeta.LabelsEntry
-	13, // 9: rafter.meta.v1.ObjectMeta.annotations:type_name -> rafter.meta.v1.ObjectMeta.AnnotationsEntry
-	6,  // 10: rafter.meta.v1.ObjectMeta.ownerReferences:type_name -> rafter.meta.v1.OwnerReference
-	4,  // 11: rafter.meta.v1.ObjectMeta.managedFields:type_name -> rafter.meta.v1.ManagedFieldsEntry
-	3,  // 12: rafter.meta.v1.Status.metadata:type_name -> rafter.meta.v1.ListMeta
-	10, // 13: rafter.meta.v1.Status.details:type_name -> rafter.meta.v1.StatusDetails
-	9,  // 14: rafter.meta.v1.StatusDetails.causes:type_name -> rafter.meta.v1.StatusCause
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 0: rafter.meta.v1.Condition.lastTransitionTime:type_name -> google.protobuf.Timestamp
+	8,  // 1: rafter.meta.v1.DeleteOptions.preconditions:type_name -> rafter.meta.v1.Preconditions
+	13, // 2: rafter.meta.v1.LabelSelector.matchLabels:type_name -> rafter.meta.v1.LabelSelector.MatchLabelsEntry
+	3,  // 3: rafter.meta.v1.LabelSelector.matchExpressions:type_name -> rafter.meta.v1.LabelSelectorRequirement
+	9,  // 4: rafter.meta.v1.ListMeta.shardInfo:type_name -> rafter.meta.v1.ShardInfo
+	16, // 5: rafter.meta.v1.ManagedFieldsEntry.time:type_name -> google.protobuf.Timestamp
+	17, // 6: rafter.meta.v1.ManagedFieldsEntry.fieldsV1:type_name -> google.protobuf.Value
+	16, // 7: rafter.meta.v1.ObjectMeta.creationTimestamp:type_name -> google.protobuf.Timestamp
+	16, // 8: rafter.meta.v1.ObjectMeta.deletionTimestamp:type_name -> google.protobuf.Timestamp
+	14, // 9: rafter.meta.v1.ObjectMeta.labels:type_name -> rafter.meta.v1.ObjectMeta.LabelsEntry
+	15, // 10: rafter.meta.v1.ObjectMeta.annotations:type_name -> rafter.meta.v1.ObjectMeta.AnnotationsEntry
+	7,  // 11: rafter.meta.v1.ObjectMeta.ownerReferences:type_name -> rafter.meta.v1.OwnerReference
+	5,  // 12: rafter.meta.v1.ObjectMeta.managedFields:type_name -> rafter.meta.v1.ManagedFieldsEntry
+	4,  // 13: rafter.meta.v1.Status.metadata:type_name -> rafter.meta.v1.ListMeta
+	12, // 14: rafter.meta.v1.Status.details:type_name -> rafter.meta.v1.StatusDetails
+	11, // 15: rafter.meta.v1.StatusDetails.causes:type_name -> rafter.meta.v1.StatusCause
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_rafter_meta_v1_types_proto_init() }
@@ -1099,16 +1276,18 @@ func file_rafter_meta_v1_types_proto_init() {
 	if File_rafter_meta_v1_types_proto != nil {
 		return
 	}
-	file_rafter_meta_v1_types_proto_msgTypes[3].OneofWrappers = []any{}
-	file_rafter_meta_v1_types_proto_msgTypes[5].OneofWrappers = []any{}
+	file_rafter_meta_v1_types_proto_msgTypes[1].OneofWrappers = []any{}
+	file_rafter_meta_v1_types_proto_msgTypes[4].OneofWrappers = []any{}
 	file_rafter_meta_v1_types_proto_msgTypes[6].OneofWrappers = []any{}
+	file_rafter_meta_v1_types_proto_msgTypes[7].OneofWrappers = []any{}
+	file_rafter_meta_v1_types_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rafter_meta_v1_types_proto_rawDesc), len(file_rafter_meta_v1_types_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
