@@ -276,7 +276,12 @@ type EndpointsController struct {
 	clock   Clock
 	logger  *slog.Logger
 	workers int
+	shared  *Informers // nil: Run uses informers of its own
 }
+
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (e *EndpointsController) UseInformers(f *Informers) { e.shared = f }
 
 // NewEndpoints returns the Endpoints controller for the API behind conn.
 func NewEndpoints(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) *EndpointsController {
@@ -296,23 +301,13 @@ type epRun struct {
 // Run keeps Endpoints until ctx ends, then returns nil; it returns an error
 // only when it cannot start. Run may be called again after it returned.
 func (e *EndpointsController) Run(ctx context.Context) error {
-	svcs, pods := corev1.NewServicesClient(e.conn), corev1.NewPodsClient(e.conn)
 	r := &epRun{EndpointsController: e, eps: corev1.NewEndpointsServiceClient(e.conn)}
-	icfg := DefaultInformerConfig()
-	icfg.Clock, icfg.Logger = e.clock, e.logger
-	var err error
-	icfg.Name = "endpoints-services"
-	if r.svcInf, err = NewInformer(NewGRPCListWatcher(svcs.List, svcs.Watch, nil), icfg); err != nil {
+	g, ctx := errgroup.WithContext(ctx)
+	f, err := informersFor(ctx, g, e.shared, e.conn, e.clock, e.logger)
+	if err != nil {
 		return err
 	}
-	icfg.Name = "endpoints-pods"
-	if r.podInf, err = NewInformer(NewGRPCListWatcher(pods.List, pods.Watch, nil), icfg); err != nil {
-		return err
-	}
-	icfg.Name = "endpoints-endpoints"
-	if r.epInf, err = NewInformer(NewGRPCListWatcher(r.eps.List, r.eps.Watch, nil), icfg); err != nil {
-		return err
-	}
+	r.svcInf, r.podInf, r.epInf = f.Services(), f.Pods(), f.Endpoints()
 	qcfg := DefaultQueueConfig()
 	qcfg.Clock = e.clock
 	if r.q, err = NewQueue(qcfg); err != nil {
@@ -332,10 +327,6 @@ func (e *EndpointsController) Run(ctx context.Context) error {
 		Delete: func(p *corev1.Pod) { r.podChanged(nil, p) },
 	})
 
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.svcInf.Run(ctx) })
-	g.Go(func() error { return r.podInf.Run(ctx) })
-	g.Go(func() error { return r.epInf.Run(ctx) })
 	g.Go(func() error {
 		for _, s := range []interface{ WaitSynced(context.Context) error }{r.svcInf, r.podInf, r.epInf} {
 			if err := s.WaitSynced(ctx); err != nil {

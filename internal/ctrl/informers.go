@@ -2,7 +2,10 @@ package ctrl
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"google.golang.org/grpc"
 
@@ -218,4 +221,31 @@ const (
 	// IndexOwnerUID files objects under the UIDs of their ownerReferences
 	// (IndexByOwnerUID).
 	IndexOwnerUID = "ownerUID"
+	// IndexNodeName files pods under spec.nodeName (IndexPodByNodeName).
+	IndexNodeName = "nodeName"
 )
+
+// IndexPodByNodeName indexes a bound pod by its node.
+func IndexPodByNodeName(p *corev1.Pod) []string {
+	if n := p.GetSpec().GetNodeName(); n != "" {
+		return []string{n}
+	}
+	return nil
+}
+
+// informersFor returns shared when a caller set it (the caller runs it), or
+// else a private set that runs in g until ctx ends, for a loop run on its own
+// (in tests).
+func informersFor(ctx context.Context, g *errgroup.Group, shared *Informers, conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) (*Informers, error) {
+	if shared != nil {
+		return shared, nil
+	}
+	icfg := DefaultInformerConfig()
+	icfg.Clock, icfg.Logger = clock, logger
+	f, err := NewInformers(conn, icfg)
+	if err != nil {
+		return nil, err
+	}
+	g.Go(func() error { return f.Run(ctx) })
+	return f, nil
+}

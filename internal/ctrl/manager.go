@@ -40,43 +40,47 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	scfg := cfg.Scheduler
-	scfg.Clock, scfg.Logger = cfg.Clock, cfg.Logger.With("loop", "scheduler")
-	s, err := NewScheduler(conn, scfg)
-	if err != nil {
-		return fmt.Errorf("scheduler: %w", err)
-	}
-	ipam := NewNodeIPAM(conn, cfg.PodCIDRs, cfg.Clock, cfg.Logger.With("loop", "nodeipam"))
-	workloads, err := NewWorkloads(conn, cfg.Clock, cfg.Logger.With("loop", "workloads"))
-	if err != nil {
-		return fmt.Errorf("workload controllers: %w", err)
-	}
+	// One informer per kind, shared by every loop.
 	icfg := DefaultInformerConfig()
 	icfg.Clock, icfg.Logger = cfg.Clock, cfg.Logger.With("loop", "informers")
 	informers, err := NewInformers(conn, icfg)
 	if err != nil {
 		return err
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return informers.Run(ctx) })
-	g.Go(func() error { return s.Run(ctx) })
-	g.Go(func() error { return ipam.Run(ctx) })
-	g.Go(func() error { return workloads.Run(ctx) })
+	scfg := cfg.Scheduler
+	scfg.Clock, scfg.Logger = cfg.Clock, cfg.Logger.With("loop", "scheduler")
+	s, err := NewScheduler(conn, scfg)
+	if err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
+	s.UseInformers(informers)
+	ipam := NewNodeIPAM(conn, cfg.PodCIDRs, cfg.Clock, cfg.Logger.With("loop", "nodeipam"))
+	ipam.UseInformers(informers)
+	workloads, err := NewWorkloads(conn, cfg.Clock, cfg.Logger.With("loop", "workloads"))
+	if err != nil {
+		return fmt.Errorf("workload controllers: %w", err)
+	}
+	workloads.UseInformers(informers)
 	gc := NewGarbageCollector(conn, informers, cfg.Clock, cfg.Logger.With("loop", "gc"))
-	g.Go(func() error { return gc.Run(ctx) })
 	nl, err := NewNodeLifecycle(conn, cfg.NodeLifecycle, cfg.Clock, cfg.Logger.With("loop", "nodelifecycle"))
 	if err != nil {
 		return fmt.Errorf("node lifecycle: %w", err)
 	}
-	g.Go(func() error { return nl.Run(ctx) })
+	nl.UseInformers(informers)
 	ep := NewEndpoints(conn, cfg.Clock, cfg.Logger.With("loop", "endpoints"))
-	g.Go(func() error { return ep.Run(ctx) })
+	ep.UseInformers(informers)
 	nsc := NewNamespaceController(conn, cfg.Clock, cfg.Logger.With("loop", "namespaces"))
-	g.Go(func() error { return nsc.Run(ctx) })
+	nsc.UseInformers(informers)
 	sets, err := NewSets(conn, cfg.Clock, cfg.Logger.With("loop", "sets"))
 	if err != nil {
 		return fmt.Errorf("daemonset and statefulset controllers: %w", err)
 	}
-	g.Go(func() error { return sets.Run(ctx) })
+	sets.UseInformers(informers)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return informers.Run(ctx) })
+	for _, loop := range []interface{ Run(context.Context) error }{s, ipam, workloads, gc, nl, ep, nsc, sets} {
+		g.Go(func() error { return loop.Run(ctx) })
+	}
 	return g.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,7 +32,12 @@ type NamespaceController struct {
 	conn   grpc.ClientConnInterface
 	clock  Clock
 	logger *slog.Logger
+	shared *Informers // nil: Run uses informers of its own
 }
+
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (n *NamespaceController) UseInformers(f *Informers) { n.shared = f }
 
 // NewNamespaceController returns the controller for the API behind conn.
 func NewNamespaceController(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) *NamespaceController {
@@ -40,13 +46,12 @@ func NewNamespaceController(conn grpc.ClientConnInterface, clock Clock, logger *
 
 // Run deletes terminating namespaces until ctx ends.
 func (n *NamespaceController) Run(ctx context.Context) error {
-	nsClient := corev1.NewNamespacesClient(n.conn)
-	icfg := DefaultInformerConfig()
-	icfg.Name, icfg.Clock, icfg.Logger = "namespaces", n.clock, n.logger
-	inf, err := NewInformer(NewGRPCListWatcher(nsClient.List, nsClient.Watch, nil), icfg)
+	g, ctx := errgroup.WithContext(ctx)
+	f, err := informersFor(ctx, g, n.shared, n.conn, n.clock, n.logger)
 	if err != nil {
 		return err
 	}
+	inf := f.Namespaces()
 	qcfg := DefaultQueueConfig()
 	qcfg.Clock = n.clock
 	q, err := NewQueue(qcfg)
@@ -59,12 +64,19 @@ func (n *NamespaceController) Run(ctx context.Context) error {
 		}
 	}
 	_ = inf.AddHandler(HandlerFuncs[*corev1.Namespace]{Add: enqueue, Update: func(_, ns *corev1.Namespace) { enqueue(ns) }})
-	done := make(chan error, 1)
-	go func() { done <- inf.Run(ctx) }()
+	g.Go(func() error {
+		n.work(ctx, q, inf)
+		return nil
+	})
+	return g.Wait()
+}
+
+func (n *NamespaceController) work(ctx context.Context, q *Queue, inf *Informer[*corev1.Namespace]) {
+	nsClient := corev1.NewNamespacesClient(n.conn)
 	for {
 		name, ok := q.Get(ctx)
 		if !ok {
-			return <-done
+			return
 		}
 		ns, ok := inf.Get("", name)
 		if ok && ns.GetMetadata().GetDeletionTimestamp() != nil {

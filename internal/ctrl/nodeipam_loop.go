@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -21,6 +22,7 @@ type NodeIPAM struct {
 	clock  Clock
 	logger *slog.Logger
 	wake   chan struct{}
+	shared *Informers // nil: Run uses informers of its own
 
 	mu       sync.Mutex        // guards inflight
 	inflight map[string]string // node -> CIDR written but not yet seen
@@ -38,32 +40,37 @@ func (n *NodeIPAM) poke() {
 	}
 }
 
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (n *NodeIPAM) UseInformers(f *Informers) { n.shared = f }
+
 // Run assigns ranges until ctx ends.
 func (n *NodeIPAM) Run(ctx context.Context) error {
 	nodes := corev1.NewNodesClient(n.conn)
-	icfg := DefaultInformerConfig()
-	icfg.Name, icfg.Clock, icfg.Logger = "nodeipam-nodes", n.clock, n.logger
-	inf, err := NewInformer(NewGRPCListWatcher(nodes.List, nodes.Watch, nil), icfg)
+	g, ctx := errgroup.WithContext(ctx)
+	f, err := informersFor(ctx, g, n.shared, n.conn, n.clock, n.logger)
 	if err != nil {
 		return err
 	}
+	inf := f.Nodes()
 	_ = inf.AddHandler(HandlerFuncs[*corev1.Node]{
 		Add:    func(*corev1.Node) { n.poke() },
 		Update: func(_, x *corev1.Node) { n.poke() },
 	})
-	done := make(chan error, 1)
-	go func() { done <- inf.Run(ctx) }()
-	if err := inf.WaitSynced(ctx); err != nil {
-		return <-done
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return <-done
-		case <-n.wake:
+	g.Go(func() error {
+		if err := inf.WaitSynced(ctx); err != nil {
+			return nil
 		}
-		n.pass(ctx, nodes, inf)
-	}
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-n.wake:
+			}
+			n.pass(ctx, nodes, inf)
+		}
+	})
+	return g.Wait()
 }
 
 func (n *NodeIPAM) pass(ctx context.Context, client corev1.NodesClient, inf *Informer[*corev1.Node]) {

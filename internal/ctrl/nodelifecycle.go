@@ -382,7 +382,12 @@ type NodeLifecycle struct {
 	cfg    NodeLifecycleConfig
 	clock  Clock
 	logger *slog.Logger
+	shared *Informers // nil: Run uses informers of its own
 }
+
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (c *NodeLifecycle) UseInformers(f *Informers) { c.shared = f }
 
 // NewNodeLifecycle returns the controller for the API behind conn.
 func NewNodeLifecycle(conn grpc.ClientConnInterface, cfg NodeLifecycleConfig, clock Clock, logger *slog.Logger) (*NodeLifecycle, error) {
@@ -413,7 +418,7 @@ type nlRun struct {
 }
 
 // nlPodsByNode indexes pods by spec.nodeName.
-const nlPodsByNode = "nodelifecycle-node"
+const nlPodsByNode = IndexNodeName
 
 // Run watches and acts until ctx ends, then returns nil; it returns an error
 // only when it cannot start. Run may be called again after it returned.
@@ -421,30 +426,13 @@ func (c *NodeLifecycle) Run(ctx context.Context) error {
 	r := &nlRun{NodeLifecycle: c, nodes: corev1.NewNodesClient(c.conn), pods: corev1.NewPodsClient(c.conn),
 		events:  NewEventRecorder(corev1.NewEventsClient(c.conn), "node-controller", c.clock, c.logger),
 		tracker: newNLTracker(), wake: make(chan struct{}, 1)}
-	leases := coordinationv1.NewLeasesClient(c.conn)
-	icfg := DefaultInformerConfig()
-	icfg.Clock, icfg.Logger = c.clock, c.logger
-	var err error
-	icfg.Name = "nodelifecycle-nodes"
-	if r.nodeInf, err = NewInformer(NewGRPCListWatcher(r.nodes.List, r.nodes.Watch, nil), icfg); err != nil {
+	g, ctx := errgroup.WithContext(ctx)
+	f, err := informersFor(ctx, g, c.shared, c.conn, c.clock, c.logger)
+	if err != nil {
 		return err
 	}
-	icfg.Name = "nodelifecycle-leases"
-	if r.leaseInf, err = NewInformer(NewGRPCListWatcher(leases.List, leases.Watch, &metav1.ListRequest{Namespace: nlLeaseNamespace}), icfg); err != nil {
-		return err
-	}
-	icfg.Name = "nodelifecycle-pods"
-	if r.podInf, err = NewInformer(NewGRPCListWatcher(r.pods.List, r.pods.Watch, nil), icfg); err != nil {
-		return err
-	}
-	if err := r.podInf.AddIndex(nlPodsByNode, func(p *corev1.Pod) []string {
-		if n := p.GetSpec().GetNodeName(); n != "" {
-			return []string{n}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
+	r.nodeInf, r.leaseInf, r.podInf = f.Nodes(), f.NodeLeases(), f.Pods()
+	r.podInf.EnsureIndex(IndexNodeName, IndexPodByNodeName)
 	_ = r.nodeInf.AddHandler(HandlerFuncs[*corev1.Node]{
 		Add: func(n *corev1.Node) {
 			r.tracker.sawNode(n.GetMetadata().GetName(), c.clock.Now())
@@ -474,10 +462,6 @@ func (c *NodeLifecycle) Run(ctx context.Context) error {
 	}
 	_ = r.podInf.AddHandler(HandlerFuncs[*corev1.Pod]{Add: onPod, Update: func(_, p *corev1.Pod) { onPod(p) }})
 
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.nodeInf.Run(ctx) })
-	g.Go(func() error { return r.leaseInf.Run(ctx) })
-	g.Go(func() error { return r.podInf.Run(ctx) })
 	g.Go(func() error { return r.events.Run(ctx) })
 	g.Go(func() error {
 		for _, s := range []interface{ WaitSynced(context.Context) error }{r.nodeInf, r.leaseInf, r.podInf} {

@@ -65,6 +65,7 @@ type Scheduler struct {
 	events *EventRecorder
 	algo   *sched.Scheduler
 	wake   chan struct{} // 1 slot: a pass is due
+	shared *Informers    // nil: Run uses informers of its own
 
 	mu      sync.Mutex // guards everything below
 	cache   *sched.Cache
@@ -90,22 +91,21 @@ func NewScheduler(conn grpc.ClientConnInterface, cfg SchedulerConfig) (*Schedule
 		wake:   make(chan struct{}, 1), queued: map[string]bool{}, unsched: map[string]string{}, binding: map[string]bool{}}, nil
 }
 
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (s *Scheduler) UseInformers(f *Informers) { s.shared = f }
+
 // Run schedules until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	icfg := DefaultInformerConfig()
-	icfg.Clock, icfg.Logger = s.cfg.Clock, s.cfg.Logger
-	nodesClient := corev1.NewNodesClient(s.conn)
-	icfg.Name = "scheduler-nodes"
-	nodeInf, err := NewInformer(NewGRPCListWatcher(nodesClient.List, nodesClient.Watch, nil), icfg)
+	g, ctx := errgroup.WithContext(ctx)
+	f, err := informersFor(ctx, g, s.shared, s.conn, s.cfg.Clock, s.cfg.Logger)
 	if err != nil {
 		return err
 	}
-	icfg.Name = "scheduler-pods"
-	podInf, err := NewInformer(NewGRPCListWatcher(s.pods.List, s.pods.Watch, nil), icfg)
-	if err != nil {
-		return err
-	}
+	nodeInf, podInf := f.Nodes(), f.Pods()
+	s.mu.Lock()
 	s.podInf = podInf
+	s.mu.Unlock()
 	_ = nodeInf.AddHandler(HandlerFuncs[*corev1.Node]{
 		Add:    func(n *corev1.Node) { s.nodeChanged(nil, n) },
 		Update: func(o, n *corev1.Node) { s.nodeChanged(o, n) },
@@ -120,9 +120,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		Update: func(o, p *corev1.Pod) { s.podChanged(o, p) },
 		Delete: s.podDeleted,
 	})
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return nodeInf.Run(ctx) })
-	g.Go(func() error { return podInf.Run(ctx) })
 	g.Go(func() error { return s.events.Run(ctx) })
 	g.Go(func() error {
 		if err := nodeInf.WaitSynced(ctx); err != nil {

@@ -32,6 +32,8 @@ import (
 // garbage collector sweeps only pods and ReplicaSets).
 // Build one per leadership term; Run may be called once.
 type Sets struct {
+	conn    grpc.ClientConnInterface
+	shared  *Informers // nil: Run uses informers of its own
 	clock   Clock
 	logger  *slog.Logger
 	workers int
@@ -60,36 +62,13 @@ func NewSets(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) (*
 	if clock == nil || logger == nil {
 		return nil, errors.New("sets: clock and logger are required")
 	}
-	s := &Sets{clock: clock, logger: logger, workers: 4,
+	s := &Sets{conn: conn, clock: clock, logger: logger, workers: 4,
 		pods: corev1.NewPodsClient(conn), pvcs: corev1.NewPersistentVolumeClaimsClient(conn),
 		dsets: appsv1.NewDaemonSetsClient(conn), ssets: appsv1.NewStatefulSetsClient(conn),
 		dsEvents: NewEventRecorder(corev1.NewEventsClient(conn), "daemonset-controller", clock, logger),
 		ssEvents: NewEventRecorder(corev1.NewEventsClient(conn), "statefulset-controller", clock, logger),
 		dsWait:   newSetsExpectations(clock), ssWait: newSetsExpectations(clock)}
-	icfg := DefaultInformerConfig()
-	icfg.Clock, icfg.Logger = clock, logger
 	var err error
-	nodes := corev1.NewNodesClient(conn)
-	icfg.Name = "sets-nodes"
-	if s.nodeInf, err = NewInformer(NewGRPCListWatcher(nodes.List, nodes.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
-	icfg.Name = "sets-pods"
-	if s.podInf, err = NewInformer(NewGRPCListWatcher(s.pods.List, s.pods.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
-	icfg.Name = "sets-pvcs"
-	if s.pvcInf, err = NewInformer(NewGRPCListWatcher(s.pvcs.List, s.pvcs.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
-	icfg.Name = "sets-daemonsets"
-	if s.dsInf, err = NewInformer(NewGRPCListWatcher(s.dsets.List, s.dsets.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
-	icfg.Name = "sets-statefulsets"
-	if s.ssInf, err = NewInformer(NewGRPCListWatcher(s.ssets.List, s.ssets.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
 	qcfg := DefaultQueueConfig()
 	qcfg.Clock = clock
 	if s.dsQ, err = NewQueue(qcfg); err != nil {
@@ -98,12 +77,22 @@ func NewSets(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) (*
 	if s.ssQ, err = NewQueue(qcfg); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (s *Sets) UseInformers(f *Informers) { s.shared = f }
+
+// watch takes the informers from f and registers the handlers.
+func (s *Sets) watch(f *Informers) error {
+	s.nodeInf, s.podInf, s.pvcInf, s.dsInf, s.ssInf = f.Nodes(), f.Pods(), f.PersistentVolumeClaims(), f.DaemonSets(), f.StatefulSets()
 	allDaemonSets := func() {
 		for _, ds := range s.dsInf.List() {
 			s.dsQ.Add(KeyOf(ds))
 		}
 	}
-	err = errors.Join(
+	return errors.Join(
 		s.nodeInf.AddHandler(HandlerFuncs[*corev1.Node]{
 			Add: func(*corev1.Node) { allDaemonSets() },
 			Update: func(old, n *corev1.Node) {
@@ -134,10 +123,6 @@ func NewSets(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logger) (*
 			Delete: func(ss *appsv1.StatefulSet) { s.ssQ.Add(KeyOf(ss)) },
 		}),
 	)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // podChange is what a pod event tells the expectations.
@@ -222,11 +207,13 @@ func (s *Sets) claimEvent(c *corev1.PersistentVolumeClaim, op string) {
 // goroutine it started has stopped.
 func (s *Sets) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.nodeInf.Run(ctx) })
-	g.Go(func() error { return s.podInf.Run(ctx) })
-	g.Go(func() error { return s.pvcInf.Run(ctx) })
-	g.Go(func() error { return s.dsInf.Run(ctx) })
-	g.Go(func() error { return s.ssInf.Run(ctx) })
+	f, err := informersFor(ctx, g, s.shared, s.conn, s.clock, s.logger)
+	if err != nil {
+		return err
+	}
+	if err := s.watch(f); err != nil {
+		return err
+	}
 	g.Go(func() error { return s.dsEvents.Run(ctx) })
 	g.Go(func() error { return s.ssEvents.Run(ctx) })
 	g.Go(func() error {

@@ -38,6 +38,7 @@ type Workloads struct {
 	deps   appsv1.DeploymentsClient
 	events *EventRecorder
 
+	shared *Informers // nil: Run uses informers of its own
 	podInf *Informer[*corev1.Pod]
 	rsInf  *Informer[*appsv1.ReplicaSet]
 	depInf *Informer[*appsv1.Deployment]
@@ -60,21 +61,7 @@ func NewWorkloads(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logge
 		pods: corev1.NewPodsClient(conn), rsets: appsv1.NewReplicaSetsClient(conn), deps: appsv1.NewDeploymentsClient(conn),
 		events: NewEventRecorder(corev1.NewEventsClient(conn), "replicaset-controller", clock, logger),
 		expect: map[string]*expectation{}}
-	icfg := DefaultInformerConfig()
-	icfg.Clock, icfg.Logger = clock, logger
 	var err error
-	icfg.Name = "workloads-pods"
-	if w.podInf, err = NewInformer(NewGRPCListWatcher(w.pods.List, w.pods.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
-	icfg.Name = "workloads-replicasets"
-	if w.rsInf, err = NewInformer(NewGRPCListWatcher(w.rsets.List, w.rsets.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
-	icfg.Name = "workloads-deployments"
-	if w.depInf, err = NewInformer(NewGRPCListWatcher(w.deps.List, w.deps.Watch, nil), icfg); err != nil {
-		return nil, err
-	}
 	qcfg := DefaultQueueConfig()
 	qcfg.Clock = clock
 	if w.rsQ, err = NewQueue(qcfg); err != nil {
@@ -83,10 +70,24 @@ func NewWorkloads(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logge
 	if w.depQ, err = NewQueue(qcfg); err != nil {
 		return nil, err
 	}
+	return w, nil
+}
+
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (w *Workloads) UseInformers(f *Informers) { w.shared = f }
+
+// watch takes the informers from f and registers the handlers.
+func (w *Workloads) watch(f *Informers) {
+	w.podInf, w.rsInf, w.depInf = f.Pods(), f.ReplicaSets(), f.Deployments()
+	// A pod marked for deletion counts as a deletion seen, as in Kubernetes;
+	// its removal then counts only if it was never marked.
 	_ = w.podInf.AddHandler(HandlerFuncs[*corev1.Pod]{
-		Add:    func(p *corev1.Pod) { w.podEvent(p, true, false) },
-		Update: func(_, p *corev1.Pod) { w.podEvent(p, false, false) },
-		Delete: func(p *corev1.Pod) { w.podEvent(p, false, true) },
+		Add: func(p *corev1.Pod) { w.podEvent(p, true, false) },
+		Update: func(old, p *corev1.Pod) {
+			w.podEvent(p, false, old.GetMetadata().GetDeletionTimestamp() == nil && p.GetMetadata().GetDeletionTimestamp() != nil)
+		},
+		Delete: func(p *corev1.Pod) { w.podEvent(p, false, p.GetMetadata().GetDeletionTimestamp() == nil) },
 	})
 	_ = w.rsInf.AddHandler(HandlerFuncs[*appsv1.ReplicaSet]{
 		Add:    w.rsEvent,
@@ -99,7 +100,6 @@ func NewWorkloads(conn grpc.ClientConnInterface, clock Clock, logger *slog.Logge
 		Update: func(_, d *appsv1.Deployment) { enqueueDep(d) },
 		Delete: enqueueDep,
 	})
-	return w, nil
 }
 
 func controllerOf(md *metav1.ObjectMeta) *metav1.OwnerReference {
@@ -157,9 +157,11 @@ func (w *Workloads) rsEvent(rs *appsv1.ReplicaSet) {
 // Run runs the controllers until ctx ends.
 func (w *Workloads) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.podInf.Run(ctx) })
-	g.Go(func() error { return w.rsInf.Run(ctx) })
-	g.Go(func() error { return w.depInf.Run(ctx) })
+	f, err := informersFor(ctx, g, w.shared, w.conn, w.clock, w.logger)
+	if err != nil {
+		return err
+	}
+	w.watch(f)
 	g.Go(func() error { return w.events.Run(ctx) })
 	g.Go(func() error {
 		for _, s := range []interface{ WaitSynced(context.Context) error }{w.podInf, w.rsInf, w.depInf} {
