@@ -296,12 +296,14 @@ type epRun struct {
 	podInf *Informer[*corev1.Pod]
 	epInf  *Informer[*corev1.Endpoints]
 	q      *Queue
+	events *EventRecorder
 }
 
 // Run keeps Endpoints until ctx ends, then returns nil; it returns an error
 // only when it cannot start. Run may be called again after it returned.
 func (e *EndpointsController) Run(ctx context.Context) error {
-	r := &epRun{EndpointsController: e, eps: corev1.NewEndpointsServiceClient(e.conn)}
+	r := &epRun{EndpointsController: e, eps: corev1.NewEndpointsServiceClient(e.conn),
+		events: NewEventRecorder(corev1.NewEventsClient(e.conn), "endpoint-controller", e.clock, e.logger)}
 	g, ctx := errgroup.WithContext(ctx)
 	f, err := informersFor(ctx, g, e.shared, e.conn, e.clock, e.logger)
 	if err != nil {
@@ -327,6 +329,7 @@ func (e *EndpointsController) Run(ctx context.Context) error {
 		Delete: func(p *corev1.Pod) { r.podChanged(nil, p) },
 	})
 
+	g.Go(func() error { return r.events.Run(ctx) })
 	g.Go(func() error {
 		for _, s := range []interface{ WaitSynced(context.Context) error }{r.svcInf, r.podInf, r.epInf} {
 			if err := s.WaitSynced(ctx); err != nil {
@@ -386,6 +389,10 @@ func (r *epRun) work(ctx context.Context) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.logger.Debug("sync endpoints", "key", key, "err", err)
+			if svc, ok := r.svcInf.GetByKey(key); ok && status.Code(err) != codes.Aborted {
+				r.events.Record(Ref("Service", "v1", svc.GetMetadata()), "Warning", "FailedToUpdateEndpoint",
+					fmt.Sprintf("Failed to update endpoint %s: %v", key, err))
+			}
 			r.q.AddRateLimited(key)
 		case err == nil:
 			r.q.Forget(key)

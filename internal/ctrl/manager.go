@@ -82,5 +82,7 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 	for _, loop := range []interface{ Run(context.Context) error }{s, ipam, workloads, gc, nl, ep, nsc, sets} {
 		g.Go(func() error { return loop.Run(ctx) })
 	}
+	vb := NewVolumeBinder(conn, cfg.Clock, cfg.Logger.With("loop", "volumes"))
+	g.Go(func() error { return vb.Run(ctx) })
 	return g.Wait()
 }

@@ -2,6 +2,7 @@ package ctrl
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,6 +24,8 @@ type NodeIPAM struct {
 	logger *slog.Logger
 	wake   chan struct{}
 	shared *Informers // nil: Run uses informers of its own
+	events *EventRecorder
+	full   map[string]bool // nodes told CIDRNotAvailable this term; pass goroutine only
 
 	mu       sync.Mutex        // guards inflight
 	inflight map[string]string // node -> CIDR written but not yet seen
@@ -53,6 +56,9 @@ func (n *NodeIPAM) Run(ctx context.Context) error {
 		return err
 	}
 	inf := f.Nodes()
+	n.events = NewEventRecorder(corev1.NewEventsClient(n.conn), "node-ipam-controller", n.clock, n.logger)
+	n.full = map[string]bool{}
+	g.Go(func() error { return n.events.Run(ctx) })
 	_ = inf.AddHandler(HandlerFuncs[*corev1.Node]{
 		Add:    func(*corev1.Node) { n.poke() },
 		Update: func(_, x *corev1.Node) { n.poke() },
@@ -97,6 +103,14 @@ func (n *NodeIPAM) pass(ctx context.Context, client corev1.NodesClient, inf *Inf
 	assign, err := n.cidrs.Assign(view)
 	if err != nil {
 		n.logger.Warn("pod CIDRs", "err", err)
+		for _, x := range view {
+			name := x.GetMetadata().GetName()
+			if _, ok := assign[name]; !ok && x.GetSpec().GetPodCIDR() == "" && !n.full[name] {
+				n.full[name] = true // once per node and term: every node update runs a pass
+				n.events.Record(Ref("Node", "v1", x.GetMetadata()), "Normal", "CIDRNotAvailable",
+					fmt.Sprintf("Node %s status is now: CIDRNotAvailable", name))
+			}
+		}
 	}
 	for name, cidr := range assign {
 		cur, ok := inf.Get("", name)
