@@ -10,8 +10,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +40,7 @@ func main() {
 	scenarios := flag.String("scenarios", "1000x10000,5000x30000", "comma-separated NODESxPODS runs")
 	perDeployment := flag.Int("replicas", 100, "replicas per Deployment")
 	timeout := flag.Duration("timeout", 20*time.Minute, "give up on a scenario after this long")
+	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of each peer, taken while pods are being bound, to this directory (NODESxPODS-pN.cpu)")
 	flag.Parse()
 	fmt.Printf("%-7s %-7s %-10s %-9s %-9s %-9s %s\n", "NODES", "PODS", "PODS/S", "P50", "P99", "WALL", "PEER CPU (s)")
 	for _, sc := range strings.Split(*scenarios, ",") {
@@ -58,6 +61,10 @@ func main() {
 		fmt.Println(line)
 	}
 }
+
+// profileDir, when set, makes peers serve pprof and the run save their CPU
+// profiles there.
+var profileDir string
 
 type peerProc struct {
 	cmd  *exec.Cmd
@@ -90,6 +97,9 @@ func startPeers(dir, bin string) ([]*peerProc, error) {
 		}
 		p.cmd = exec.Command(bin, fmt.Sprintf("--id=p%d", i+1), "--data-dir="+filepath.Join(dir, fmt.Sprintf("p%d", i+1)),
 			"--raft-addr="+raft[i], "--grpc-addr="+p.grpc, "--http-addr="+p.http, "--bootstrap="+strings.Join(boot, ","), "--log-level=warn")
+		if profileDir != "" {
+			p.cmd.Args = append(p.cmd.Args, "--pprof")
+		}
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := p.cmd.Start(); err != nil {
@@ -206,6 +216,11 @@ func run(ctx context.Context, bin string, nodes, pods, perDep int) (string, erro
 		cpu0[i] = cpuSeconds(p.cmd.Process.Pid)
 	}
 	start := time.Now()
+	if profileDir != "" {
+		for i, p := range peers {
+			go saveProfile(ctx, p.http, filepath.Join(profileDir, fmt.Sprintf("%dx%d-p%d.cpu", nodes, pods, i+1)))
+		}
+	}
 	deps := appsv1.NewDeploymentsClient(conns[2])
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -262,4 +277,27 @@ func deployment(name string, replicas int32) *appsv1.Deployment {
 					Resources: &corev1.ResourceRequirements{Requests: map[string]*structpb.Value{
 						"cpu": structpb.NewStringValue("10m"), "memory": structpb.NewStringValue("16Mi")}}}}}}},
 	}
+}
+
+// saveProfile writes a 10-second CPU profile of the peer serving HTTP at addr.
+func saveProfile(ctx context.Context, addr, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/profile?seconds=10", nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-sched: profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
