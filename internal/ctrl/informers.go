@@ -223,7 +223,18 @@ const (
 	IndexOwnerUID = "ownerUID"
 	// IndexNodeName files pods under spec.nodeName (IndexPodByNodeName).
 	IndexNodeName = "nodeName"
+	// IndexControllerless files pods without a controller reference under their
+	// namespace (IndexPodWithoutController).
+	IndexControllerless = "controllerless"
 )
+
+// IndexPodWithoutController indexes a pod no controller owns by its namespace.
+func IndexPodWithoutController(p *corev1.Pod) []string {
+	if controllerOf(p.GetMetadata()) != nil {
+		return nil
+	}
+	return []string{p.GetMetadata().GetNamespace()}
+}
 
 // IndexPodByNodeName indexes a bound pod by its node.
 func IndexPodByNodeName(p *corev1.Pod) []string {

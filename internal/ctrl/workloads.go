@@ -80,6 +80,10 @@ func (w *Workloads) UseInformers(f *Informers) { w.shared = f }
 // watch takes the informers from f and registers the handlers.
 func (w *Workloads) watch(f *Informers) {
 	w.podInf, w.rsInf, w.depInf = f.Pods(), f.ReplicaSets(), f.Deployments()
+	// A ReplicaSet needs its own pods and the namespace's orphans (which it
+	// may adopt), never the whole namespace: indexes give both directly.
+	w.podInf.EnsureIndex(IndexOwnerUID, IndexByOwnerUID[*corev1.Pod])
+	w.podInf.EnsureIndex(IndexControllerless, IndexPodWithoutController)
 	// A pod marked for deletion counts as a deletion seen, as in Kubernetes;
 	// its removal then counts only if it was never marked.
 	_ = w.podInf.AddHandler(HandlerFuncs[*corev1.Pod]{
@@ -135,11 +139,27 @@ func (w *Workloads) podEvent(p *corev1.Pod, added, deleted bool) {
 		w.mu.Unlock()
 	}
 	w.rsQ.Add(key)
+	// A Deployment hears of its pods through its ReplicaSets' status, except a
+	// deletion, which a Recreate rollout waits for.
+	if !deleted {
+		return
+	}
 	if rs, ok := w.rsInf.GetByKey(key); ok {
 		if dref := controllerOf(rs.GetMetadata()); dref != nil && dref.GetKind() == "Deployment" {
 			w.depQ.Add(md.GetNamespace() + "/" + dref.GetName())
 		}
 	}
+}
+
+// podsFor returns the cached pods that reference one of the owner UIDs, and the
+// namespace's pods without a controller.
+func (w *Workloads) podsFor(ns string, uids ...string) []*corev1.Pod {
+	out, _ := w.podInf.ByIndex(IndexControllerless, ns)
+	for _, uid := range uids {
+		owned, _ := w.podInf.ByIndex(IndexOwnerUID, uid)
+		out = append(out, owned...)
+	}
+	return out
 }
 
 func (w *Workloads) rsEvent(rs *appsv1.ReplicaSet) {
@@ -245,7 +265,7 @@ func (w *Workloads) syncReplicaSet(ctx context.Context, key string) (time.Durati
 		return 0, nil
 	}
 	ns := rs.GetMetadata().GetNamespace()
-	acts := ReconcileReplicaSet(rs, w.podInf.ListNamespace(ns), w.clock.Now())
+	acts := ReconcileReplicaSet(rs, w.podsFor(ns, rs.GetMetadata().GetUid()), w.clock.Now())
 	for _, p := range append(acts.Adopt, acts.Release...) {
 		if _, err := w.pods.Update(ctx, &corev1.UpdatePodRequest{Namespace: ns, Name: p.GetMetadata().GetName(), Body: p}); err != nil {
 			return 0, fmt.Errorf("adopt or release pod %s: %w", p.GetMetadata().GetName(), err)
@@ -313,7 +333,14 @@ func (w *Workloads) syncDeployment(ctx context.Context, key string) (time.Durati
 		return 0, nil
 	}
 	ns, name := d.GetMetadata().GetNamespace(), d.GetMetadata().GetName()
-	acts := ReconcileDeployment(d, w.rsInf.ListNamespace(ns), w.podInf.ListNamespace(ns), w.clock.Now())
+	rss := w.rsInf.ListNamespace(ns)
+	var owned []string
+	for _, rs := range rss {
+		if ref := controllerOf(rs.GetMetadata()); ref != nil && ref.GetUid() == d.GetMetadata().GetUid() {
+			owned = append(owned, rs.GetMetadata().GetUid())
+		}
+	}
+	acts := ReconcileDeployment(d, rss, w.podsFor(ns, owned...), w.clock.Now())
 	for _, rs := range acts.UpdateReplicaSets {
 		if _, err := w.rsets.Update(ctx, &appsv1.UpdateReplicaSetRequest{Namespace: ns, Name: rs.GetMetadata().GetName(), Body: rs}); err != nil {
 			return 0, fmt.Errorf("update replicaset %s: %w", rs.GetMetadata().GetName(), err)
