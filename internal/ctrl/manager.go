@@ -76,13 +76,13 @@ func RunLoops(ctx context.Context, conn grpc.ClientConnInterface, cfg LoopsConfi
 		return fmt.Errorf("daemonset and statefulset controllers: %w", err)
 	}
 	sets.UseInformers(informers)
+	vb := NewVolumeBinder(conn, cfg.Clock, cfg.Logger.With("loop", "volumes"))
+	vb.UseInformers(informers)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return informers.Run(ctx) })
-	for _, loop := range []interface{ Run(context.Context) error }{s, ipam, workloads, gc, nl, ep, nsc, sets} {
+	for _, loop := range []interface{ Run(context.Context) error }{s, ipam, workloads, gc, nl, ep, nsc, sets, vb} {
 		g.Go(func() error { return loop.Run(ctx) })
 	}
-	vb := NewVolumeBinder(conn, cfg.Clock, cfg.Logger.With("loop", "volumes"))
-	g.Go(func() error { return vb.Run(ctx) })
 	return g.Wait()
 }

@@ -46,7 +46,12 @@ type VolumeBinder struct {
 	conn   grpc.ClientConnInterface
 	clock  Clock
 	logger *slog.Logger
+	shared *Informers // nil: Run uses informers of its own
 }
+
+// UseInformers makes Run read through f, which the caller runs, instead of
+// informers of its own. Call it before Run.
+func (b *VolumeBinder) UseInformers(f *Informers) { b.shared = f }
 
 // vbWriters bounds the changes one pass writes concurrently.
 const vbWriters = 8
@@ -82,22 +87,12 @@ func (b *VolumeBinder) Run(ctx context.Context) error {
 		events:    NewEventRecorder(corev1.NewEventsClient(b.conn), VolumeControllerName, b.clock, b.logger),
 		pvWritten: newVbWritten[*corev1.PersistentVolume](), pvcWritten: newVbWritten[*corev1.PersistentVolumeClaim](),
 		memo: &vbEventMemo{seen: map[string]vbMemoEntry{}}}
-	scs := storagev1.NewStorageClassesClient(b.conn)
-	icfg := DefaultInformerConfig()
-	icfg.Clock, icfg.Logger = b.clock, b.logger
-	var err error
-	icfg.Name = "volumes-pvs"
-	if r.pvInf, err = NewInformer(NewGRPCListWatcher(r.pvs.List, r.pvs.Watch, nil), icfg); err != nil {
+	g, ctx := errgroup.WithContext(ctx)
+	f, err := informersFor(ctx, g, b.shared, b.conn, b.clock, b.logger)
+	if err != nil {
 		return err
 	}
-	icfg.Name = "volumes-pvcs"
-	if r.pvcInf, err = NewInformer(NewGRPCListWatcher(r.pvcs.List, r.pvcs.Watch, nil), icfg); err != nil {
-		return err
-	}
-	icfg.Name = "volumes-storageclasses"
-	if r.scInf, err = NewInformer(NewGRPCListWatcher(scs.List, scs.Watch, nil), icfg); err != nil {
-		return err
-	}
+	r.pvInf, r.pvcInf, r.scInf = f.PersistentVolumes(), f.PersistentVolumeClaims(), f.StorageClasses()
 	qcfg := DefaultQueueConfig()
 	qcfg.Clock = b.clock
 	if r.q, err = NewQueue(qcfg); err != nil {
@@ -116,10 +111,6 @@ func (b *VolumeBinder) Run(ctx context.Context) error {
 		return err
 	}
 
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.pvInf.Run(ctx) })
-	g.Go(func() error { return r.pvcInf.Run(ctx) })
-	g.Go(func() error { return r.scInf.Run(ctx) })
 	g.Go(func() error { return r.events.Run(ctx) })
 	g.Go(func() error {
 		for _, s := range []interface{ WaitSynced(context.Context) error }{r.pvInf, r.pvcInf, r.scInf} {
