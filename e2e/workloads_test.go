@@ -558,7 +558,7 @@ spec:
 		return nil
 	})
 	out := c.ctl("delete", "namespace", "team")
-	if !strings.Contains(out, "team") || !strings.Contains(out, "deleted") {
+	if out != "namespace \"team\" deleted\n" { // kubectl's words
 		t.Fatalf("delete: %q", out)
 	}
 	c.eventually(60*time.Second, "namespace team gone", func() error {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -119,7 +120,9 @@ func (e *env) deleteOne(cmd *cobra.Command, t target, ns, cascade string, wait, 
 		fmt.Fprintln(e.Err, serverError(err))
 		return err
 	}
-	fmt.Fprintf(e.Out, "%s deleted\n", printers.ResourceName(t.kind, t.name))
+	// kubectl's words: deployment.apps "web" deleted
+	resource, _, _ := strings.Cut(printers.ResourceName(t.kind, t.name), "/")
+	fmt.Fprintf(e.Out, "%s %q deleted\n", resource, t.name)
 	for wait {
 		_, err := c.Get(ctx, t.kind, ns, t.name, "")
 		if status.Code(err) == codes.NotFound {
