@@ -1,6 +1,7 @@
 package hollow
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 )
 
 // Clock tells the time and makes timers. It drives everything the simulated
@@ -68,8 +71,29 @@ type Config struct {
 	CallTimeout time.Duration
 	// Workers is how many API calls may be in flight at once, for all nodes.
 	Workers int
-	Clock   Clock
-	Logger  *slog.Logger
+	// ExactName makes the single node (Count 1) be named Prefix itself, as a
+	// real node agent's --name.
+	ExactName bool
+	// Address, when valid, is the InternalIP of the single node instead of one
+	// from NodeCIDR (a real node's own address).
+	Address netip.Addr
+	// NodeInfo, when set, replaces the hollow node's system info.
+	NodeInfo *corev1.NodeSystemInfo
+	// Runner, when set, runs the pods for real: the agent keeps registration,
+	// Leases and node status, and hands every pod bound to its node to Runner
+	// instead of reporting it running itself. A pod that disappears from the
+	// API arrives once more with a deletionTimestamp. After the first full
+	// list, Sweep is told which pods exist so it can remove what is left of
+	// others.
+	Runner PodRunner
+	Clock  Clock
+	Logger *slog.Logger
+}
+
+// PodRunner runs pods for a real node (internal/agent.Pods).
+type PodRunner interface {
+	Update(pod *corev1.Pod)
+	Sweep(ctx context.Context, keep map[string]bool) error
 }
 
 // DefaultConfig returns the kubelet's defaults (lease every 10s for 40s, status
@@ -96,8 +120,10 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Count < 1 {
 		errs = append(errs, fmt.Errorf("node count must be at least 1, got %d", c.Count))
+	} else if (c.ExactName || c.Address.IsValid()) && c.Count != 1 {
+		errs = append(errs, errors.New("an exact name or address needs exactly one node"))
 	} else {
-		last := NodeName(c.Prefix, c.Count-1)
+		last := c.nodeName(c.Count - 1)
 		for _, msg := range validation.IsDNS1123Subdomain(last) {
 			errs = append(errs, fmt.Errorf("node name %q: %s", last, msg))
 		}
@@ -145,8 +171,19 @@ func (c Config) Validate() error {
 // NodeName is the name of the i-th node of prefix.
 func NodeName(prefix string, i int) string { return prefix + "-" + strconv.Itoa(i) }
 
-// nodeAddress is node i's fake InternalIP.
+// nodeName is the name of node i.
+func (c Config) nodeName(i int) string {
+	if c.ExactName {
+		return c.Prefix
+	}
+	return NodeName(c.Prefix, i)
+}
+
+// nodeAddress is node i's InternalIP: Address, or a fake one from NodeCIDR.
 func (c Config) nodeAddress(i int) netip.Addr {
+	if c.Address.IsValid() {
+		return c.Address
+	}
 	return addrAdd(c.NodeCIDR.Masked().Addr(), big.NewInt(int64(i)+1))
 }
 

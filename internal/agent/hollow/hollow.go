@@ -62,7 +62,7 @@ func New(cfg Config, conns ...grpc.ClientConnInterface) (*Agent, error) {
 		toggled: map[string]bool{},
 	}
 	for i := range cfg.Count {
-		name := NodeName(cfg.Prefix, i)
+		name := cfg.nodeName(i)
 		a.names = append(a.names, name)
 		a.index[name] = i
 	}
@@ -164,6 +164,7 @@ type loop struct {
 	urgent, queue []job
 	timers        timers
 	registered    int
+	swept         bool // the Runner was told which pods exist
 }
 
 func newLoop(a *Agent) *loop {

@@ -421,7 +421,7 @@ func (a *Agent) nodeStatus(index int, prev *corev1.NodeStatus, now time.Time) *c
 			"pods":   structpb.NewStringValue(canonical(a.cfg.Pods)),
 		}
 	}
-	name := NodeName(a.cfg.Prefix, index)
+	name := a.cfg.nodeName(index)
 	st := &corev1.NodeStatus{
 		Capacity:    quantities(),
 		Allocatable: quantities(),
@@ -430,17 +430,7 @@ func (a *Agent) nodeStatus(index int, prev *corev1.NodeStatus, now time.Time) *c
 			{Type: "Hostname", Address: name},
 		},
 		DaemonEndpoints: &corev1.NodeDaemonEndpoints{KubeletEndpoint: &corev1.DaemonEndpoint{Port: 10250}},
-		NodeInfo: &corev1.NodeSystemInfo{
-			MachineID:               fakeID("machine", name),
-			SystemUUID:              fakeID("system", name),
-			BootID:                  fakeID("boot", name),
-			KernelVersion:           "hollow",
-			OsImage:                 "Rafter hollow node",
-			ContainerRuntimeVersion: "hollow://1.0.0",
-			KubeletVersion:          "v1.37.2-hollow",
-			OperatingSystem:         "linux",
-			Architecture:            runtime.GOARCH,
-		},
+		NodeInfo:        a.nodeInfo(name),
 	}
 	own := []*corev1.NodeCondition{
 		{Type: "MemoryPressure", Status: "False", Reason: "KubeletHasSufficientMemory", Message: "kubelet has sufficient memory available"},
@@ -465,6 +455,24 @@ func (a *Agent) nodeStatus(index int, prev *corev1.NodeStatus, now time.Time) *c
 	}
 	st.Conditions = append(st.Conditions, own...)
 	return st
+}
+
+// nodeInfo is Config.NodeInfo, or a hollow node's made-up system info.
+func (a *Agent) nodeInfo(name string) *corev1.NodeSystemInfo {
+	if a.cfg.NodeInfo != nil {
+		return proto.Clone(a.cfg.NodeInfo).(*corev1.NodeSystemInfo)
+	}
+	return &corev1.NodeSystemInfo{
+		MachineID:               fakeID("machine", name),
+		SystemUUID:              fakeID("system", name),
+		BootID:                  fakeID("boot", name),
+		KernelVersion:           "hollow",
+		OsImage:                 "Rafter hollow node",
+		ContainerRuntimeVersion: "hollow://1.0.0",
+		KubeletVersion:          "v1.37.2-hollow",
+		OperatingSystem:         "linux",
+		Architecture:            runtime.GOARCH,
+	}
 }
 
 // renewLease writes the node's Lease with renewTime now: an update of cur (the

@@ -66,6 +66,23 @@ func (l *loop) onPods(c change[*corev1.Pod]) {
 			}
 		}
 	}
+	if r := l.a.cfg.Runner; r != nil && !l.swept {
+		// The first full list says which pods exist: what is left of any
+		// other (deleted while the agent was away) can go.
+		l.swept = true
+		keep := map[string]bool{}
+		for _, n := range l.nodes {
+			for _, p := range n.pods {
+				keep[p.uid] = true
+			}
+		}
+		l.dispatch(false, func(ctx context.Context) func() {
+			if err := r.Sweep(ctx, keep); err != nil {
+				l.a.cfg.Logger.Warn("remove what deleted pods left", "err", err)
+			}
+			return func() {}
+		})
+	}
 }
 
 func (l *loop) onPod(typ string, n *node, obj *corev1.Pod) {
@@ -86,11 +103,24 @@ func (l *loop) onPod(typ string, n *node, obj *corev1.Pod) {
 		n.pods[key] = p
 	}
 	p.obj = obj
+	if r := l.a.cfg.Runner; r != nil {
+		r.Update(obj)
+		return
+	}
 	l.syncPod(n, p)
 }
 
-// forget drops a pod that no longer exists and frees its IP.
+// forget drops a pod that no longer exists and frees its IP; a Runner gets it
+// once more, marked deleted, to tear it down.
 func (l *loop) forget(n *node, p *pod) {
+	if r := l.a.cfg.Runner; r != nil && p.obj != nil {
+		gone := proto.Clone(p.obj).(*corev1.Pod)
+		if gone.Metadata.DeletionTimestamp == nil {
+			gone.Metadata.DeletionTimestamp = timestamppb.New(l.now())
+			gone.Metadata.DeletionGracePeriodSeconds = proto.Int64(0)
+		}
+		r.Update(gone)
+	}
 	l.release(n, p)
 	delete(n.pods, p.key)
 }
@@ -117,6 +147,9 @@ func (l *loop) syncPods(n *node) {
 // syncPod moves a pod one step towards what a kubelet would make of it: finish
 // its deletion, or report it running once its start delay has passed.
 func (l *loop) syncPod(n *node, p *pod) {
+	if l.a.cfg.Runner != nil {
+		return // the Runner runs the pods
+	}
 	if p.busy || p.deleted || n.gone || !n.registered || l.a.isPaused(n.name) {
 		return // the job in flight, Resume or registration sync it again
 	}
