@@ -28,6 +28,24 @@ tools:
 	@command -v protoc-gen-grpc-gateway >/dev/null || $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY)
 	@command -v protoc-gen-openapiv2 >/dev/null || $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY)
 
+# The CNI reference plugins internal/cni runs (bridge, host-local, loopback,
+# portmap), built from the Go module proxy into $(CNI_BIN). Their nftables
+# backends run the nft binary (sigs.k8s.io/knftables), so Debian's nftables is
+# installed when nft is missing. internal/cni/cnitest builds the same version
+# for tests; keep CNI_PLUGINS_VERSION equal to cnitest.Version.
+CNI_BIN             ?= $(BIN)/cni
+CNI_PLUGINS_VERSION := v1.10.0
+CNI_PLUGINS_MOD     := github.com/containernetworking/plugins/plugins
+
+.PHONY: cni-plugins
+cni-plugins:
+	@command -v nft >/dev/null || { echo "cni-plugins: installing Debian's nftables (nft)"; DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }
+	GOBIN=$(abspath $(CNI_BIN)) $(GO) install \
+		$(CNI_PLUGINS_MOD)/main/bridge@$(CNI_PLUGINS_VERSION) \
+		$(CNI_PLUGINS_MOD)/ipam/host-local@$(CNI_PLUGINS_VERSION) \
+		$(CNI_PLUGINS_MOD)/main/loopback@$(CNI_PLUGINS_VERSION) \
+		$(CNI_PLUGINS_MOD)/meta/portmap@$(CNI_PLUGINS_VERSION)
+
 # Regenerate the schema (tools/k8sproto) and all generated code under gen/.
 proto: tools
 	bash tools/k8sproto/gen.sh
