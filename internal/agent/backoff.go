@@ -54,6 +54,17 @@ func (b *Backoff) Failed(key string) time.Duration {
 	return e.delay
 }
 
+// Delay is the back-off of the container key, and whether it has one.
+func (b *Backoff) Delay(key string) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.entries[key]
+	if !ok {
+		return 0, false
+	}
+	return e.delay, true
+}
+
 // Wait returns how long the container key must still wait before a restart,
 // counting from finishedAt, its last exit (0: it may start now).
 func (b *Backoff) Wait(key string, finishedAt time.Time) time.Duration {

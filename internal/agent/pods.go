@@ -611,26 +611,21 @@ func (w *podWorker) setWaitingAll(reason, msg string) {
 	}
 }
 
-// restart starts the next run of an exited container once its back-off
-// allows; meanwhile it is waiting in CrashLoopBackOff.
+// restart starts the next run of an exited container, as the kubelet does: the
+// first exit restarts it at once, later ones wait their back-off (10 s,
+// doubling to 5 min, counted from the exit), meanwhile it is waiting in
+// CrashLoopBackOff.
 func (w *podWorker) restart(ctx context.Context, c *corev1.Container, cs *ctr) {
 	key := w.uid + "/" + c.GetName()
-	if cs.waiting.GetReason() != "CrashLoopBackOff" {
-		// A new exit: count it, and wait the back-off from its end.
-		d := w.p.backoff.Failed(key)
-		if cs.state.ExitCode == 0 && !cs.init {
-			d = 0 // a clean exit restarts at once, as the kubelet's first restart does
-			w.p.backoff.Forget(key)
-		}
-		if d > 0 {
+	if delay, known := w.p.backoff.Delay(key); known {
+		if w.p.backoff.Wait(key, cs.state.FinishedAt) > 0 {
 			cs.waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
-				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.GetName(),
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", delay, c.GetName(),
 					w.pod.GetMetadata().GetName(), w.pod.GetMetadata().GetNamespace(), w.uid)}
+			return
 		}
 	}
-	if d := w.p.backoff.Wait(key, cs.state.FinishedAt); d > 0 {
-		return
-	}
+	w.p.backoff.Failed(key)
 	old := cs.id
 	cs.last = terminated(cs)
 	_ = w.p.rt.Remove(ctx, old)

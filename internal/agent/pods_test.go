@@ -314,30 +314,37 @@ func TestPodsCrashLoopBackOff(t *testing.T) {
 	w := newPodsWorld(t, objects{}, nil, nil)
 	w.pods.Update(testPod("u2", &corev1.Container{Name: "app", Image: "img:1"}))
 	w.until("running", func(st *corev1.PodStatus) bool { return cstatus(st, "app").GetState().GetRunning() != nil })
+	// The first exit restarts at once.
 	w.rt.exit("u2_app_0", 1)
+	w.until("restarted once", func(st *corev1.PodStatus) bool {
+		c := cstatus(st, "app")
+		return c.GetRestartCount() == 1 && c.GetState().GetRunning() != nil && c.GetLastState().GetTerminated().GetExitCode() == 1
+	})
+	// The second waits 10s.
+	w.rt.exit("u2_app_1", 2)
 	st := w.until("back-off", func(st *corev1.PodStatus) bool {
 		return cstatus(st, "app").GetState().GetWaiting().GetReason() == "CrashLoopBackOff"
 	})
 	cs := cstatus(st, "app")
 	if cs.GetState().GetWaiting().GetMessage() != "back-off 10s restarting failed container=app pod=web_default(u2)" ||
-		cs.GetLastState().GetTerminated().GetExitCode() != 1 || cs.GetRestartCount() != 0 {
+		cs.GetLastState().GetTerminated().GetExitCode() != 2 || cs.GetRestartCount() != 1 {
 		t.Fatalf("status in back-off: %v", cs)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if ids := w.rt.ids(); !slices.Equal(ids, []string{"u2_app_0"}) {
+	if ids := w.rt.ids(); !slices.Equal(ids, []string{"u2_app_1"}) {
 		t.Fatalf("restarted before the back-off passed: %v", ids)
 	}
 	w.clock.Advance(10 * time.Second)
-	w.until("restarted once", func(st *corev1.PodStatus) bool {
+	w.until("restarted twice", func(st *corev1.PodStatus) bool {
 		c := cstatus(st, "app")
-		return c.GetRestartCount() == 1 && c.GetState().GetRunning() != nil && c.GetLastState().GetTerminated().GetExitCode() == 1
+		return c.GetRestartCount() == 2 && c.GetState().GetRunning() != nil
 	})
-	w.rt.exit("u2_app_1", 1)
+	w.rt.exit("u2_app_2", 1)
 	st = w.until("back-off again", func(st *corev1.PodStatus) bool {
 		return cstatus(st, "app").GetState().GetWaiting().GetReason() == "CrashLoopBackOff"
 	})
 	if msg := cstatus(st, "app").GetState().GetWaiting().GetMessage(); msg != "back-off 20s restarting failed container=app pod=web_default(u2)" {
-		t.Fatalf("second back-off: %q", msg)
+		t.Fatalf("third back-off: %q", msg)
 	}
 }
 
