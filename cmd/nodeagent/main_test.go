@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -14,8 +13,8 @@ func TestParseFlags(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"no mode", nil, "only --hollow mode is implemented yet"},
-		{"zero nodes", []string{"--hollow=0"}, "only --hollow mode is implemented yet"},
+		{"a real node named after the host", []string{"--node-ip=10.0.0.1"}, ""},
+		{"real node, bad data dir", []string{"--hollow=0", "--data-dir=x"}, "--data-dir"},
 		{"hollow", []string{"--hollow=3", "--name=sim", "--server=a:1, b:2"}, ""},
 		{"bad quantity", []string{"--hollow=1", "--hollow-memory=lots"}, "memory"},
 		{"bad pod cidr", []string{"--hollow=1", "--hollow-pod-cidr=10.244.0.0"}, "--hollow-pod-cidr"},
@@ -53,7 +52,23 @@ func TestParseFlagsFillsTheConfig(t *testing.T) {
 	if strings.Join(f.servers, ",") != "a:1,b:2" {
 		t.Errorf("servers %v", f.servers)
 	}
-	if _, err := parseFlags(nil, io.Discard); !errors.Is(err, errNotHollow) {
-		t.Errorf("no --hollow: %v", err)
+	// Without --hollow: one real node.
+	f, err = parseFlags([]string{"--name=n1", "--server=a:1", "--data-dir=/var/lib/x", "--node-ip=192.168.5.5",
+		"--cni-bin-dir=/opt/a,/opt/b", "--insecure-registry=127.0.0.1:5000", "--cluster-dns=10.96.0.10"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := f.node
+	if !f.real || n.Name != "n1" || n.DataDir != "/var/lib/x" || n.NodeIP.String() != "192.168.5.5" ||
+		strings.Join(n.CNIPluginDirs, ",") != "/opt/a,/opt/b" || strings.Join(n.InsecureRegistries, ",") != "127.0.0.1:5000" ||
+		strings.Join(n.ClusterDNS, ",") != "10.96.0.10" {
+		t.Errorf("real node config %+v", n)
+	}
+	for _, bad := range [][]string{
+		{"--name=N_1"}, {"--data-dir=relative"}, {"--node-ip=nope"}, {"--cluster-dns=x"}, {"--server="},
+	} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
