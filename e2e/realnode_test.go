@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,18 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/vishvananda/netlink"
 
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	"github.com/rafter-dev/rafter/internal/cni/cnitest"
+	"github.com/rafter-dev/rafter/internal/testimage"
 )
 
 // The real node agent's end-to-end tests: 3 controlplane peers, one nodeagent
@@ -49,53 +39,19 @@ const realClusterCIDR = "10.251.0.0/16"
 // 127.0.0.1; it returns the image reference.
 func podappImage(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "podapp")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/podapp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build podapp: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
+	bin, err := testimage.BuildPodapp("..", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	for _, d := range []string{"bin/", "etc/", "proc/", "sys/", "dev/", "tmp/"} {
-		mode := int64(0o755)
-		if d == "tmp/" {
-			mode = 0o1777
-		}
-		_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: mode})
-	}
-	_ = tw.WriteHeader(&tar.Header{Name: "app", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))})
-	_, _ = tw.Write(data)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/cat", Typeflag: tar.TypeSymlink, Linkname: "/app", Mode: 0o777})
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	raw := layer.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
+	img, err := testimage.Image(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, l)
+	reg := testimage.NewRegistry()
+	t.Cleanup(reg.Close)
+	ref, err := reg.Push(img, "rafter/podapp:1")
 	if err != nil {
 		t.Fatal(err)
-	}
-	img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/app"}, Env: []string{"PATH=/bin", "FROM_IMAGE=yes"}, WorkingDir: "/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/rafter/podapp:1"
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
 	}
 	return ref
 }
