@@ -652,7 +652,7 @@ spec:
 	if pidOf(t, "steady") != pid {
 		t.Fatal("the container did not survive the agent's kill -9")
 	}
-	c.startRealNode("rn1", pluginDir)
+	cmd2, _ := c.startRealNode("rn1", pluginDir)
 	time.Sleep(3 * time.Second) // several resyncs of the restarted agent
 	c.eventually(30*time.Second, "steady still running, same process", func() error {
 		_, cs, err := containerStatus(ctx, t, pods, "steady")
@@ -667,14 +667,27 @@ spec:
 		}
 		return nil
 	})
-	// Deleting it still cleans up through the new agent.
+	// A pod deleted while the agent is down is torn down when it returns.
+	p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "steady"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd2.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
 	c.ctl("delete", "pod", "steady")
-	c.eventually(30*time.Second, "steady gone", func() error {
+	if pidOf(t, "steady") != pid {
+		t.Fatal("the container went away without an agent")
+	}
+	c.startRealNode("rn1", pluginDir)
+	c.eventually(30*time.Second, "what steady left is gone", func() error {
 		if pidOf(t, "steady") != 0 {
 			return fmt.Errorf("process still there")
 		}
-		if _, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "steady"}); err == nil {
-			return fmt.Errorf("pod still there")
+		if _, err := os.Stat("/var/run/netns/" + p.GetMetadata().GetUid()); err == nil {
+			return fmt.Errorf("netns still there")
+		}
+		if cg := rafterCgroups([]string{p.GetMetadata().GetUid()}); len(cg) > 0 {
+			return fmt.Errorf("cgroups %v", cg)
 		}
 		return nil
 	})
