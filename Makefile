@@ -14,7 +14,7 @@ PROTOC_GEN_GO      := v1.36.12
 PROTOC_GEN_GO_GRPC := v1.6.2
 GRPC_GATEWAY       := v2.33.0
 
-.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store bench-sched jepsen jepsen-docker docker-engine docker-image clean
+.PHONY: all build proto proto-check tools test test-unit test-e2e run down lint bench bench-store bench-sched bench-pods jepsen jepsen-docker docker-engine docker-image clean
 
 all: build
 
@@ -108,3 +108,11 @@ BENCH_SCHED_FLAGS ?=
 bench-sched:
 	$(GO) build -o $(BIN)/controlplane ./cmd/controlplane
 	$(GO) run ./test/bench/sched --controlplane=$(BIN)/controlplane $(BENCH_SCHED_FLAGS)
+
+# Pod startup latency on one real node (root): 100 pods, the image cached,
+# creation until Running in a watch, beside `runc run -d` of the same rootfs.
+# make bench-pods BENCH_PODS_FLAGS='--pods=50 --log-dir=/tmp/bench-pods-logs --perf=/tmp/burst.perf'
+BENCH_PODS_FLAGS ?=
+bench-pods:
+	$(GO) build -o $(BIN)/ ./cmd/controlplane ./cmd/nodeagent
+	$(GO) run ./test/bench/pods --controlplane=$(BIN)/controlplane --nodeagent=$(BIN)/nodeagent $(BENCH_PODS_FLAGS)
