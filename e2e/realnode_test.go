@@ -388,12 +388,24 @@ func (c *cluster) deleteAllPods(dataDir string) {
 		c.t.Logf("cleanup: list pods: %v", err)
 		return
 	}
+	var uids []string
 	for _, p := range list.GetItems() {
+		uids = append(uids, p.GetMetadata().GetUid())
 		_, _ = pods.Delete(ctx, &metav1.DeleteRequest{Namespace: "default", Name: p.GetMetadata().GetName()})
+	}
+	// The API forgets a pod at once; the node is done with it once its netns
+	// and cgroups are gone.
+	torn := func() bool {
+		for _, uid := range uids {
+			if _, err := os.Stat("/var/run/netns/" + uid); err == nil {
+				return false
+			}
+		}
+		return len(rafterCgroups(uids)) == 0
 	}
 	for ctx.Err() == nil {
 		list, err := pods.List(ctx, &metav1.ListRequest{Namespace: "default"})
-		if err == nil && len(list.GetItems()) == 0 && len(podappProcesses(c.t)) == 0 {
+		if err == nil && len(list.GetItems()) == 0 && len(podappProcesses(c.t)) == 0 && torn() {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

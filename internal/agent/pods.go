@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -202,6 +203,10 @@ type podWorker struct {
 	adopted   bool
 	startTime time.Time
 	written   *corev1.PodStatus
+
+	// view is what Pods.Container reads from other goroutines; the worker
+	// replaces it after each sync (publishView).
+	view atomic.Pointer[podView]
 }
 
 func (w *podWorker) log() *slog.Logger {
@@ -236,6 +241,7 @@ func (w *podWorker) run(ctx context.Context) {
 			return
 		}
 		w.sync(ctx)
+		w.publishView()
 		if err := w.report(ctx); err != nil && ctx.Err() == nil {
 			w.log().Debug("write pod status", "err", err)
 		}
@@ -455,9 +461,13 @@ func (w *podWorker) start(ctx context.Context, c *corev1.Container, cs *ctr) {
 		cs.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		return
 	}
+	netns := w.netns
+	if pod.GetSpec().GetHostNetwork() {
+		netns = "/proc/1/ns/net" // the node's own network namespace
+	}
 	spec := ContainerSpec{
 		ID: id, Rootfs: rootfs, Args: argv, Env: ProcessEnv(img.Config, env.Env), Cwd: WorkingDir(c, img.Config),
-		Hostname: hostnameOf(pod), NetnsPath: w.netns, Mounts: append(append([]Mount(nil), w.etc...), mounts...),
+		Hostname: hostnameOf(pod), NetnsPath: netns, Mounts: append(append([]Mount(nil), w.etc...), mounts...),
 		CgroupParent: "pod" + w.uid, LogPath: w.logPath(c.GetName(), cs.restarts), LogMaxBytes: w.p.cfg.LogMaxBytes,
 	}
 	if sc := c.GetSecurityContext(); sc != nil {
@@ -851,4 +861,119 @@ func readPodRecord(dir string) *metav1.ObjectMeta {
 		return &metav1.ObjectMeta{}
 	}
 	return &metav1.ObjectMeta{Namespace: f[0], Name: f[1], Uid: f[2]}
+}
+
+// ContainerRef is one run of a pod's container, as logs and exec need it.
+type ContainerRef struct {
+	ID string // the runtime's container ID
+	// LogPaths are the run's CRI log files, oldest first (the rotated one,
+	// then the live one), as CopyLogs takes them.
+	LogPaths []string
+	// Running asks the runtime whether the run may still write output; it
+	// is false for a previous run.
+	Running StillRunning
+}
+
+// podView is a worker's pod as Container sees it: published after each sync,
+// never changed afterwards.
+type podView struct {
+	namespace, name, uid string
+	logDir               string   // logs/<ns>_<pod>_<uid>
+	names                []string // init containers, then containers
+	defaultName          string   // the only container, or the default-container annotation's
+	ctrs                 map[string]ctrView
+}
+
+// ctrView is one container of a podView.
+type ctrView struct {
+	id       string // current run; "" when none
+	restarts int32
+	waiting  string // why there is no run
+}
+
+// publishView replaces the worker's view. Only the worker's goroutine calls it.
+func (w *podWorker) publishView() {
+	md := w.pod.GetMetadata()
+	v := &podView{namespace: md.GetNamespace(), name: md.GetName(), uid: w.uid,
+		logDir: filepath.Join(w.p.cfg.Root, "logs", md.GetNamespace()+"_"+md.GetName()+"_"+w.uid), ctrs: map[string]ctrView{}}
+	for _, c := range w.pod.GetSpec().GetInitContainers() {
+		v.names = append(v.names, c.GetName())
+	}
+	for _, c := range w.pod.GetSpec().GetContainers() {
+		v.names = append(v.names, c.GetName())
+	}
+	if cs := w.pod.GetSpec().GetContainers(); len(cs) == 1 {
+		v.defaultName = cs[0].GetName()
+	}
+	if d := md.GetAnnotations()["kubectl.kubernetes.io/default-container"]; d != "" {
+		v.defaultName = d
+	}
+	for name, cs := range w.ctrs {
+		v.ctrs[name] = ctrView{id: cs.id, restarts: cs.restarts, waiting: cs.waiting.GetReason()}
+	}
+	w.view.Store(v)
+}
+
+// Container finds a container run of a pod on this node for logs and exec:
+// the current run, or with previous the one before it. uid, when not empty,
+// selects that instance of the pod; container "" means the pod's default
+// container. It may be called from any goroutine and does not block on the
+// workers. Errors: ErrNotFound (wrapped) for a pod this node does not run;
+// otherwise the kubelet's words for an unknown or unnamed container, one
+// not started yet, or no previous run.
+func (p *Pods) Container(namespace, pod, uid, container string, previous bool) (ContainerRef, error) {
+	var v *podView
+	p.mu.Lock()
+	for _, w := range p.workers {
+		if wv := w.view.Load(); wv != nil && wv.namespace == namespace && wv.name == pod && (uid == "" || wv.uid == uid) {
+			v = wv
+			break
+		}
+	}
+	p.mu.Unlock()
+	if v == nil {
+		return ContainerRef{}, fmt.Errorf("pod %q in namespace %q on this node: %w", pod, namespace, ErrNotFound)
+	}
+	if container == "" {
+		if v.defaultName == "" {
+			return ContainerRef{}, fmt.Errorf("a container name must be specified for pod %s, choose one of: %v", pod, v.names)
+		}
+		container = v.defaultName
+	}
+	known := false
+	for _, n := range v.names {
+		known = known || n == container
+	}
+	if !known {
+		return ContainerRef{}, fmt.Errorf("container %s is not valid for pod %s", container, pod)
+	}
+	cv := v.ctrs[container]
+	logs := func(restart int32) []string {
+		path := filepath.Join(v.logDir, container, strconv.Itoa(int(restart))+".log")
+		return []string{path + ".1", path}
+	}
+	if previous {
+		if cv.restarts < 1 {
+			return ContainerRef{}, fmt.Errorf("previous terminated container %q in pod %q not found", container, pod)
+		}
+		return ContainerRef{ID: containerID(v.uid, container, cv.restarts-1), LogPaths: logs(cv.restarts - 1),
+			Running: func() bool { return false }}, nil
+	}
+	if cv.id == "" {
+		reason := cv.waiting
+		if reason == "" {
+			reason = "ContainerCreating"
+		}
+		return ContainerRef{}, fmt.Errorf("container %q in pod %q is waiting to start: %s", container, pod, reason)
+	}
+	id := cv.id
+	return ContainerRef{ID: id, LogPaths: logs(cv.restarts), Running: func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := p.rt.State(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return false
+		}
+		return err != nil || st.Status == StateRunning || st.Status == StateCreated
+	}}, nil
 }

@@ -165,6 +165,9 @@ func (s *Server) HTTPHandler(ctx context.Context, conn *grpc.ClientConn, metrics
 	if err := clusterv1.RegisterClusterHandler(ctx, mux, conn); err != nil {
 		return nil, err
 	}
+	if err := registerPodLog(mux, conn); err != nil {
+		return nil, err
+	}
 	root := http.NewServeMux()
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	root.HandleFunc("/healthz", ok)

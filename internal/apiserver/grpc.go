@@ -16,6 +16,7 @@ import (
 	clusterv1 "github.com/rafter-dev/rafter/gen/rafter/cluster/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	nodev1 "github.com/rafter-dev/rafter/gen/rafter/node/v1"
 	"github.com/rafter-dev/rafter/internal/fsm"
 )
 
@@ -57,6 +58,7 @@ func (s *Server) RegisterGRPC(gs *grpc.Server) error {
 	}
 	clusterv1.RegisterClusterServer(gs, &clusterServer{s: s})
 	clusterv1.RegisterPeerServer(gs, &peerServer{s: s})
+	nodev1.RegisterNodeAgentServer(gs, newNodeProxy(s))
 	return nil
 }
 

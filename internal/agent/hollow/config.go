@@ -79,6 +79,11 @@ type Config struct {
 	Address netip.Addr
 	// NodeInfo, when set, replaces the hollow node's system info.
 	NodeInfo *corev1.NodeSystemInfo
+	// KubeletPort is the port the nodes report in
+	// status.daemonEndpoints.kubeletEndpoint, where the API reaches a node's
+	// agent for logs, exec and image loads (a real node serves it; hollow
+	// nodes only report it).
+	KubeletPort int
 	// Runner, when set, runs the pods for real: the agent keeps registration,
 	// Leases and node status, and hands every pod bound to its node to Runner
 	// instead of reporting it running itself. A pod that disappears from the
@@ -104,6 +109,7 @@ func DefaultConfig() Config {
 		CPU: "4", Memory: "16Gi", Pods: "110",
 		NodeCIDR:        netip.MustParsePrefix("10.200.0.0/16"),
 		NodePodCIDRBits: 24,
+		KubeletPort:     10250,
 		LeaseInterval:   10 * time.Second,
 		LeaseDuration:   40 * time.Second,
 		StatusInterval:  time.Minute,
@@ -149,6 +155,9 @@ func (c Config) Validate() error {
 		case c.NodePodCIDRBits-c.PodCIDR.Bits() < 63 && 1<<(c.NodePodCIDRBits-c.PodCIDR.Bits()) < c.Count:
 			errs = append(errs, fmt.Errorf("pod CIDR %s holds %d /%d subnets, fewer than %d nodes", c.PodCIDR, 1<<(c.NodePodCIDRBits-c.PodCIDR.Bits()), c.NodePodCIDRBits, c.Count))
 		}
+	}
+	if c.KubeletPort < 1 || c.KubeletPort > 65535 {
+		errs = append(errs, fmt.Errorf("kubelet port %d is not a valid port", c.KubeletPort))
 	}
 	if c.StartDelay < 0 {
 		errs = append(errs, fmt.Errorf("start delay must not be negative, got %s", c.StartDelay))

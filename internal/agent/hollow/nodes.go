@@ -429,7 +429,7 @@ func (a *Agent) nodeStatus(index int, prev *corev1.NodeStatus, now time.Time) *c
 			{Type: "InternalIP", Address: a.cfg.nodeAddress(index).String()},
 			{Type: "Hostname", Address: name},
 		},
-		DaemonEndpoints: &corev1.NodeDaemonEndpoints{KubeletEndpoint: &corev1.DaemonEndpoint{Port: 10250}},
+		DaemonEndpoints: &corev1.NodeDaemonEndpoints{KubeletEndpoint: &corev1.DaemonEndpoint{Port: int32(a.cfg.KubeletPort)}},
 		NodeInfo:        a.nodeInfo(name),
 	}
 	own := []*corev1.NodeCondition{

@@ -116,8 +116,9 @@ func (l *loop) forget(n *node, p *pod) {
 	if r := l.a.cfg.Runner; r != nil && p.obj != nil {
 		gone := proto.Clone(p.obj).(*corev1.Pod)
 		if gone.Metadata.DeletionTimestamp == nil {
+			// Deleted at once through the API: the containers still get their
+			// terminationGracePeriodSeconds (SIGTERM first).
 			gone.Metadata.DeletionTimestamp = timestamppb.New(l.now())
-			gone.Metadata.DeletionGracePeriodSeconds = proto.Int64(0)
 		}
 		r.Update(gone)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"github.com/rafter-dev/rafter/internal/agent/hollow"
 	"github.com/rafter-dev/rafter/internal/agent/images"
 	"github.com/rafter-dev/rafter/internal/agent/runtime"
+	"github.com/rafter-dev/rafter/internal/agent/stream"
 	"github.com/rafter-dev/rafter/internal/cni"
 )
 
@@ -49,13 +51,20 @@ type Config struct {
 	// Capacity overrides what is read from the host (cpu, memory).
 	CPU, Memory, Pods string
 	LeaseInterval     time.Duration
-	Logger            *slog.Logger
+	// AgentPort is where the node serves the NodeAgent service (logs, exec,
+	// image loads) on NodeIP, and the port its Node reports as
+	// daemonEndpoints.kubeletEndpoint; 0 picks a free one.
+	AgentPort int
+	Logger    *slog.Logger
 }
 
 // Run runs the node until ctx ends.
 func Run(ctx context.Context, cfg Config, conns ...grpc.ClientConnInterface) error {
 	if cfg.Name == "" || cfg.DataDir == "" || !cfg.NodeIP.IsValid() {
 		return errors.New("node: name, data dir and node IP are required")
+	}
+	if cfg.AgentPort < 0 || cfg.AgentPort > 65535 {
+		return fmt.Errorf("node: agent port %d is not a valid port", cfg.AgentPort)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -102,13 +111,25 @@ func Run(ctx context.Context, cfg Config, conns ...grpc.ClientConnInterface) err
 		hcfg.LeaseInterval = cfg.LeaseInterval
 		hcfg.LeaseDuration = max(hcfg.LeaseDuration, 4*cfg.LeaseInterval).Round(time.Second)
 	}
+	streams, err := stream.New(stream.Config{Containers: pods, Exec: execAdapter{rt}, Images: loadAdapter{store},
+		Logger: cfg.Logger.With("part", "stream")})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", netip.AddrPortFrom(cfg.NodeIP, uint16(cfg.AgentPort)).String())
+	if err != nil {
+		return fmt.Errorf("agent port: %w", err)
+	}
+	hcfg.KubeletPort = lis.Addr().(*net.TCPAddr).Port
 	a, err := hollow.New(hcfg, conns...)
 	if err != nil {
+		lis.Close()
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pods.Run(ctx) })
 	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error { return streams.Run(ctx, lis) })
 	return g.Wait()
 }
 
@@ -203,6 +224,33 @@ func (r runtimeAdapter) List(ctx context.Context) ([]agent.ContainerState, error
 
 func (r runtimeAdapter) Exec(ctx context.Context, id string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	return r.rt.Exec(ctx, id, runtime.ExecOptions{Args: args, Stdin: stdin, Stdout: stdout, Stderr: stderr})
+}
+
+// execAdapter is the stream server's Execer over libcontainer, with a
+// terminal when asked for one.
+type execAdapter struct{ rt *runtime.Libcontainer }
+
+func (e execAdapter) Exec(ctx context.Context, id string, o stream.ExecOptions) (int, error) {
+	return e.rt.Exec(ctx, id, runtime.ExecOptions{Args: o.Args, TTY: o.TTY, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr})
+}
+
+// loadAdapter is the stream server's ImageLoader over the image store.
+type loadAdapter struct{ s *images.Store }
+
+func (l loadAdapter) Load(r io.Reader) ([]string, error) {
+	imgs, err := l.s.Load(r)
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, img := range imgs {
+		if img.Ref != "" {
+			refs = append(refs, img.Ref)
+		} else {
+			refs = append(refs, img.ID)
+		}
+	}
+	return refs, nil
 }
 
 // notFound maps the runtime's ErrNotFound to internal/agent's (or to nil for

@@ -89,6 +89,7 @@ func NewRoot(s Streams) *cobra.Command {
 		newApply(e), newGet(e), newDescribe(e), newDelete(e), newCreate(e), newLabel(e),
 		newScale(e), newEdit(e), newAPIResources(e), newVersion(e), newCluster(e), newSnapshot(e),
 		newRollout(e), newCordon(e), newUncordon(e), newDrain(e),
+		newLogs(e), newExec(e), newImage(e),
 	)
 	for _, c := range root.Commands() {
 		switch c.Name() {
@@ -107,10 +108,11 @@ func Main(args []string) int {
 	root := NewRoot(Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		if !errors.Is(err, errFailed) { // otherwise each failure was already reported
+		var exit *exitError
+		if !errors.Is(err, errFailed) && !errors.As(err, &exit) { // otherwise already reported
 			fmt.Fprintln(os.Stderr, serverError(err))
 		}
-		return 1
+		return exitCode(err)
 	}
 	return 0
 }
