@@ -34,6 +34,10 @@ import (
 // the bridge the CNI plugins make here.
 const realClusterCIDR = "10.251.0.0/16"
 
+// e2eBridge is the tests' pod bridge, apart from the default one `make run`
+// uses, and removed after each test.
+const e2eBridge = "rafter-e2e0"
+
 // podappImage builds testdata/podapp statically into a one-layer image (the
 // binary as /app, /bin/cat a link to it) and pushes it to a registry on
 // 127.0.0.1; it returns the image reference.
@@ -68,13 +72,19 @@ func (c *cluster) startRealNode(name string, pluginDir string) (*exec.Cmd, strin
 	log := &syncBuffer{}
 	cmd := exec.Command(nodeagentBin, "--name="+name, "--server="+strings.Join(addrs, ","), "--data-dir="+dataDir,
 		"--node-ip=127.0.0.1", "--cni-bin-dir="+pluginDir, "--runtime-root=/run/rafter-e2e/"+name,
-		"--lease-interval=1s", "--log-level=debug")
+		"--lease-interval=1s", "--log-level=debug", "--bridge="+e2eBridge)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	c.t.Cleanup(func() {
+		// The bridge outlives the agent (as on a real node); the tests' one goes.
+		if l, err := netlink.LinkByName(e2eBridge); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	})
 	c.t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -45,6 +45,7 @@ type Config struct {
 	// short (unix socket paths). Default /run/rafter/<name>.
 	RuntimeRoot        string
 	CNIPluginDirs      []string
+	Bridge             string // the pods' Linux bridge; default cni.DefaultBridge
 	InsecureRegistries []string
 	ClusterDNS         []string
 	ClusterDomain      string
@@ -348,6 +349,9 @@ func (c *cniNetwork) network(ctx context.Context) (*cni.Network, error) {
 	}
 	ncfg := cni.DefaultConfig()
 	ncfg.PodCIDR, ncfg.DataDir = cidr.Masked(), filepath.Join(c.cfg.DataDir, "cni")
+	if c.cfg.Bridge != "" {
+		ncfg.Bridge = c.cfg.Bridge
+	}
 	if len(c.cfg.CNIPluginDirs) > 0 {
 		ncfg.PluginDirs = c.cfg.CNIPluginDirs
 	}
