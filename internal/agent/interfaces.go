@@ -70,8 +70,12 @@ type Image struct {
 }
 
 // PullError is an image that could not be pulled: the pod shows ErrImagePull,
-// then ImagePullBackOff, with this message.
-type PullError struct{ Message string }
+// then ImagePullBackOff, with this message; Never marks an image absent under
+// imagePullPolicy Never (ErrImageNeverPull).
+type PullError struct {
+	Message string
+	Never   bool
+}
 
 func (e *PullError) Error() string { return e.Message }
 

@@ -429,7 +429,10 @@ func (w *podWorker) start(ctx context.Context, c *corev1.Container, cs *ctr) {
 			msg = pe.Message
 		}
 		reason := "ErrImagePull"
-		if cs.waiting.GetReason() == "ErrImagePull" || cs.waiting.GetReason() == "ImagePullBackOff" {
+		switch {
+		case pe != nil && pe.Never:
+			reason = "ErrImageNeverPull"
+		case cs.waiting.GetReason() == "ErrImagePull" || cs.waiting.GetReason() == "ImagePullBackOff":
 			reason = "ImagePullBackOff"
 			msg = fmt.Sprintf("Back-off pulling image %q: %s", c.GetImage(), msg)
 		}

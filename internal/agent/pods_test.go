@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,7 +124,7 @@ func (f *fakeImages) Pull(_ context.Context, ref, _ string, _ [][]byte) (Image, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if msg, ok := f.broken[ref]; ok {
-		return Image{}, &PullError{Message: msg}
+		return Image{}, &PullError{Message: msg, Never: strings.HasPrefix(ref, "never")}
 	}
 	return Image{Ref: ref, ID: "sha256:" + ref, Config: ImageConfig{Entrypoint: []string{"/app"}}}, nil
 }
@@ -351,13 +352,15 @@ func TestPodsCrashLoopBackOff(t *testing.T) {
 func TestPodsImagePullAndConfigErrors(t *testing.T) {
 	w := newPodsWorld(t, objects{}, nil, nil)
 	w.images.broken["bad:1"] = `manifest unknown: tag "1" not found`
-	pod := testPod("u3", &corev1.Container{Name: "pull", Image: "bad:1"},
+	w.images.broken["never:1"] = `Container image "never:1" is not present with pull policy of Never`
+	pod := testPod("u3", &corev1.Container{Name: "pull", Image: "bad:1"}, &corev1.Container{Name: "never", Image: "never:1"},
 		&corev1.Container{Name: "cfg", Image: "img:1", Env: []*corev1.EnvVar{{Name: "X", ValueFrom: &corev1.EnvVarSource{
 			ConfigMapKeyRef: &corev1.ConfigMapKeySelector{Name: "missing", Key: "k"}}}}})
 	w.pods.Update(pod)
 	st := w.until("both waiting", func(st *corev1.PodStatus) bool {
 		return cstatus(st, "pull").GetState().GetWaiting().GetReason() == "ErrImagePull" &&
-			cstatus(st, "cfg").GetState().GetWaiting().GetReason() == "CreateContainerConfigError"
+			cstatus(st, "cfg").GetState().GetWaiting().GetReason() == "CreateContainerConfigError" &&
+			cstatus(st, "never").GetState().GetWaiting().GetReason() == "ErrImageNeverPull"
 	})
 	if msg := cstatus(st, "pull").GetState().GetWaiting().GetMessage(); msg != `manifest unknown: tag "1" not found` {
 		t.Fatalf("ErrImagePull message %q", msg)

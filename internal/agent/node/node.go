@@ -297,7 +297,7 @@ func (a imageAdapter) Pull(ctx context.Context, ref, policy string, secrets [][]
 	if err != nil {
 		var pe *images.PullError
 		if errors.As(err, &pe) || errors.Is(err, images.ErrNeverPull) {
-			return agent.Image{}, &agent.PullError{Message: err.Error()}
+			return agent.Image{}, &agent.PullError{Message: err.Error(), Never: errors.Is(err, images.ErrNeverPull)}
 		}
 		return agent.Image{}, err
 	}
