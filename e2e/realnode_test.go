@@ -22,6 +22,7 @@ import (
 
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
+	"github.com/rafter-dev/rafter/internal/cni"
 	"github.com/rafter-dev/rafter/internal/cni/cnitest"
 	"github.com/rafter-dev/rafter/internal/testimage"
 )
@@ -80,9 +81,18 @@ func (c *cluster) startRealNode(name string, pluginDir string) (*exec.Cmd, strin
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	c.t.Cleanup(func() {
-		// The bridge outlives the agent (as on a real node); the tests' one goes.
+		// The bridge and the node's masquerade rule outlive the agent (as on
+		// a real node); the tests' ones go.
 		if l, err := netlink.LinkByName(e2eBridge); err == nil {
 			_ = netlink.LinkDel(l)
+		}
+		ncfg := cni.DefaultConfig()
+		ncfg.PluginDirs, ncfg.Bridge, ncfg.DataDir = []string{pluginDir}, e2eBridge, c.dir
+		ncfg.PodCIDR = netip.MustParsePrefix("10.251.0.0/24")
+		if n, err := cni.New(ncfg); err == nil {
+			if err := n.RemoveNodeRules(); err != nil {
+				c.t.Errorf("remove the node's masquerade rule: %v", err)
+			}
 		}
 	})
 	c.t.Cleanup(func() {

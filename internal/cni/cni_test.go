@@ -26,22 +26,36 @@ import (
 	"github.com/rafter-dev/rafter/internal/cni/cnitest"
 )
 
-// pluginDir holds the plugins TestMain built; empty when not root.
+// pluginDir holds the plugins the package runs (bridge, host-local,
+// portmap), linked from the ones TestMain built; no loopback, so every root
+// test shows lo comes up without it. Empty when not root.
 var pluginDir string
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		dir, err := cnitest.Build()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "build CNI plugins:", err)
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run())
+	}
+	built, err := cnitest.Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build CNI plugins:", err)
+		os.Exit(1)
+	}
+	if pluginDir, err = os.MkdirTemp("", "rafter-cni-test-plugins-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, p := range []string{"bridge", "host-local", "portmap"} {
+		if err := os.Symlink(filepath.Join(built, p), filepath.Join(pluginDir, p)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		pluginDir = dir
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	os.RemoveAll(pluginDir)
+	os.Exit(code)
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, bridges and nftables")
@@ -149,8 +163,11 @@ func TestRestartAndGC(t *testing.T) {
 	if got := allocated(t, n); len(got) != 2 || got[a.res.IP] != a.ref.UID || got[b.res.IP] != b.ref.UID {
 		t.Fatalf("Allocated after re-Add = %v, want one address each for a and b", got)
 	}
-	if got := natRules(t, host, a.ref.UID); got.masq != 1 {
-		t.Fatalf("pod a: %+v rules after re-Add, want exactly one masquerade rule", got)
+	if got := natRules(t, host, a.ref.UID); got != (ruleCount{}) {
+		t.Fatalf("pod a: %+v rules after re-Add without ports, want none", got)
+	}
+	if got := nodeMasqRules(t, host, tc.bridge); got != 1 {
+		t.Fatalf("%d node masquerade rules after re-Add, want 1", got)
 	}
 	a.lis = listenIn(t, a.path, fmt.Sprintf(":%d", containerPort), "hello from a")
 	requireRoutedVia(t, host, a.res.IP, tc.bridge)
@@ -173,8 +190,8 @@ func TestRestartAndGC(t *testing.T) {
 	if got := natRules(t, host, b.ref.UID); got != (ruleCount{}) {
 		t.Errorf("pod b: %+v rules after GC, want none", got)
 	}
-	if got := natRules(t, host, a.ref.UID); got.masq != 1 {
-		t.Errorf("pod a: %+v rules after GC kept it, want its masquerade rule", got)
+	if got := nodeMasqRules(t, host, tc.bridge); got != 1 {
+		t.Errorf("%d node masquerade rules after GC kept pod a, want 1", got)
 	}
 	expectGreeting(t, host, netip.AddrPortFrom(a.res.IP, containerPort), "hello from a")
 
@@ -232,6 +249,9 @@ func TestConcurrentPods(t *testing.T) {
 	if got := len(allocated(t, n)); got != pods {
 		t.Fatalf("%d allocations, want %d", got, pods)
 	}
+	if got := nodeMasqRules(t, host, tc.bridge); got != 1 {
+		t.Fatalf("%d node masquerade rules after %d concurrent Adds, want 1", got, pods)
+	}
 	for i := range pods {
 		go func() {
 			ref := cni.PodRef{Namespace: "default", Name: fmt.Sprintf("p%d", i), UID: fmt.Sprintf("uid-c-%d", i)}
@@ -282,7 +302,7 @@ const containerPort = 8080
 // newNode makes a Network whose host is a fresh netns with lo up (isolated)
 // or the root netns, and returns it with the host netns path ("" for root).
 // pluginDirs come before the built plugins.
-func newNode(t *testing.T, tc podTest, pluginDirs ...string) (n *cni.Network, host string) {
+func newNode(t testing.TB, tc podTest, pluginDirs ...string) (n *cni.Network, host string) {
 	t.Helper()
 	netnsDir := t.TempDir() // removed last: fails on a leaked bind mount
 	cfg := cni.Config{
@@ -302,20 +322,29 @@ func newNode(t *testing.T, tc podTest, pluginDirs ...string) (n *cni.Network, ho
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tc.isolated {
-		return n, ""
-	}
-	if _, err := n.NewNetns("host"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mustDeleteNetns(t, n, "host") })
-	withNetlink(t, cfg.HostNetns, func(h *netlink.Handle) {
-		lo, err := h.LinkByName("lo")
-		if err == nil {
-			err = h.LinkSetUp(lo)
-		}
-		if err != nil {
+	if tc.isolated {
+		if _, err := n.NewNetns("host"); err != nil {
 			t.Fatal(err)
+		}
+		t.Cleanup(func() { mustDeleteNetns(t, n, "host") })
+		withNetlink(t, cfg.HostNetns, func(h *netlink.Handle) {
+			lo, err := h.LinkByName("lo")
+			if err == nil {
+				err = h.LinkSetUp(lo)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// Runs after the pods' cleanups (registered later) and before the host
+	// netns goes: the node-wide rule is the one thing Del leaves.
+	t.Cleanup(func() {
+		if err := n.RemoveNodeRules(); err != nil {
+			t.Error(err)
+		}
+		if got := nodeMasqRules(t, cfg.HostNetns, tc.bridge); got != -1 {
+			t.Errorf("the bridge's masquerade chain is left after RemoveNodeRules, with %d rules", got)
 		}
 	})
 	return n, cfg.HostNetns
@@ -431,9 +460,12 @@ func testPods(t *testing.T, tc podTest) {
 	expectRefused(t, host, netip.AddrPortFrom(gateway, a.ports[0].HostPort))
 
 	for _, p := range []*pod{a, b} {
-		if got := natRules(t, host, p.ref.UID); got.masq == 0 || got.hostport == 0 {
-			t.Fatalf("pod %s: %+v nftables rules, want masquerade and hostport rules", p.ref, got)
+		if got := natRules(t, host, p.ref.UID); got.masq != 0 || got.hostport == 0 {
+			t.Fatalf("pod %s: %+v nftables rules, want hostport rules and no per-pod masquerade rule", p.ref, got)
 		}
+	}
+	if got := nodeMasqRules(t, host, tc.bridge); got != 1 {
+		t.Fatalf("%d node masquerade rules for two pods, want 1", got)
 	}
 
 	// Del releases the IP, removes the veth and the pod's rules; twice is fine.
@@ -490,7 +522,7 @@ func testPods(t *testing.T, tc podTest) {
 	}
 }
 
-func mustDeleteNetns(t *testing.T, n *cni.Network, name string) {
+func mustDeleteNetns(t testing.TB, n *cni.Network, name string) {
 	t.Helper()
 	if err := n.DeleteNetns(name); err != nil {
 		t.Error(err)
@@ -561,7 +593,7 @@ func hasAddr(t *testing.T, h *netlink.Handle, l netlink.Link, want netip.Prefix)
 // withNetlink runs fn with a netlink handle in the netns at nsPath ("" = the
 // test's own). The handle is closed before returning: an open one would keep
 // a deleted netns alive.
-func withNetlink(t *testing.T, nsPath string, fn func(*netlink.Handle)) {
+func withNetlink(t testing.TB, nsPath string, fn func(*netlink.Handle)) {
 	t.Helper()
 	var h *netlink.Handle
 	var err error
@@ -727,8 +759,67 @@ type ruleCount struct{ masq, hostport int }
 
 // natRules counts the nftables rules whose comment names uid: the bridge
 // plugin's masquerade rules (comment "<hash>, net: rafter, if: eth0, id:
-// <uid>") and portmap's DNAT and masquerade rules (comment "<uid>").
-func natRules(t *testing.T, host, uid string) ruleCount {
+// <uid>"), which no pod has now that its ipMasq is off, and portmap's DNAT
+// and masquerade rules (comment "<uid>").
+func natRules(t testing.TB, host, uid string) ruleCount {
+	t.Helper()
+	var n ruleCount
+	withNft(t, host, func(c *nftables.Conn) {
+		chains, err := c.ListChains()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chains {
+			table := ch.Table.Name
+			if table != "cni_plugins_masquerade" && table != "cni_hostport" {
+				continue
+			}
+			rules, err := c.GetRules(ch.Table, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rules {
+				comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+				switch {
+				case table == "cni_plugins_masquerade" && strings.HasSuffix(comment, "id: "+uid):
+					n.masq++
+				case table == "cni_hostport" && comment == uid:
+					n.hostport++
+				}
+			}
+		}
+	})
+	return n
+}
+
+// nodeMasqRules counts the rules in the bridge's chain of the node-wide
+// masquerade table (table ip rafter-nat, chain masq-<bridge>); -1 when there
+// is no such chain.
+func nodeMasqRules(t testing.TB, host, bridge string) int {
+	t.Helper()
+	n := -1
+	withNft(t, host, func(c *nftables.Conn) {
+		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == "rafter-nat" && ch.Name == "masq-"+bridge {
+				rules, err := c.GetRules(ch.Table, ch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n = len(rules)
+			}
+		}
+	})
+	return n
+}
+
+// withNft runs fn with an nftables connection to the netns at host ("" =
+// the test's own). The netns fd is closed when fn returns: an open one
+// would keep a deleted netns alive.
+func withNft(t testing.TB, host string, fn func(*nftables.Conn)) {
 	t.Helper()
 	var opts []nftables.ConnOption
 	if host != "" {
@@ -743,31 +834,7 @@ func natRules(t *testing.T, host, uid string) ruleCount {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chains, err := c.ListChains()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n ruleCount
-	for _, ch := range chains {
-		table := ch.Table.Name
-		if table != "cni_plugins_masquerade" && table != "cni_hostport" {
-			continue
-		}
-		rules, err := c.GetRules(ch.Table, ch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rules {
-			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			switch {
-			case table == "cni_plugins_masquerade" && strings.HasSuffix(comment, "id: "+uid):
-				n.masq++
-			case table == "cni_hostport" && comment == uid:
-				n.hostport++
-			}
-		}
-	}
-	return n
+	fn(c)
 }
 
 // rootDropsForwarded reports whether the root netns drops forwarded IPv4
@@ -818,7 +885,7 @@ func nsfsMounts(t *testing.T, path string) int {
 // requireRootFree fails unless the root netns has no link named bridge and
 // no route overlapping cidr, so the test neither disturbs nor is disturbed
 // by anything else on the machine.
-func requireRootFree(t *testing.T, cidr netip.Prefix, bridge string) {
+func requireRootFree(t testing.TB, cidr netip.Prefix, bridge string) {
 	t.Helper()
 	if _, err := netlink.LinkByName(bridge); err == nil {
 		t.Fatalf("link %s already exists in the root netns", bridge)
@@ -839,7 +906,7 @@ func requireRootFree(t *testing.T, cidr netip.Prefix, bridge string) {
 	}
 }
 
-func deleteLink(t *testing.T, name string) {
+func deleteLink(t testing.TB, name string) {
 	t.Helper()
 	l, err := netlink.LinkByName(name)
 	if err != nil {

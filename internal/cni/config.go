@@ -12,12 +12,12 @@ import (
 // under DataDir/ipam and libcni's cache files.
 const NetworkName = "rafter"
 
-// loopbackNetworkName names the one-plugin list that brings lo up in a pod's
-// netns. It is separate from NetworkName, as containerd does it, so that the
-// main list's result is the bridge's and lo gets its own ifname.
+// loopbackNetworkName named the one-plugin list (the loopback plugin) that
+// brought lo up before Add did it over netlink. Pods attached then have a
+// libcni cache entry under this name, which Del and GC remove.
 const loopbackNetworkName = "rafter-loopback"
 
-// cniVersion is the spec version of both lists; libcni v1.3 and the plugins
+// cniVersion is the spec version of the lists; libcni v1.3 and the plugins
 // v1.10 implement it.
 const cniVersion = "1.0.0"
 
@@ -26,12 +26,12 @@ const PodInterface = "eth0"
 
 // The plugin binaries the conflists name; New checks that each is in
 // Config.PluginDirs.
-var pluginTypes = []string{"bridge", "host-local", "loopback", "portmap"}
+var pluginTypes = []string{"bridge", "host-local", "portmap"}
 
 // Config says how a Network attaches pods. It is a plain value: New copies it.
 type Config struct {
 	// PluginDirs are searched in order for the plugin binaries (bridge,
-	// host-local, loopback, portmap). Absolute paths.
+	// host-local, portmap). Absolute paths.
 	PluginDirs []string
 	// NetnsDir is where NewNetns bind-mounts named netns, like
 	// `ip netns add`. Absolute; zero means DefaultNetnsDir.
@@ -163,14 +163,13 @@ type conflist struct {
 }
 
 type bridgeConf struct {
-	Type          string   `json:"type"`
-	Bridge        string   `json:"bridge"`
-	IsGateway     bool     `json:"isGateway"`
-	IPMasq        bool     `json:"ipMasq"`
-	IPMasqBackend string   `json:"ipMasqBackend"`
-	HairpinMode   bool     `json:"hairpinMode"`
-	MTU           int      `json:"mtu,omitempty"`
-	IPAM          ipamConf `json:"ipam"`
+	Type        string   `json:"type"`
+	Bridge      string   `json:"bridge"`
+	IsGateway   bool     `json:"isGateway"`
+	IPMasq      bool     `json:"ipMasq"`
+	HairpinMode bool     `json:"hairpinMode"`
+	MTU         int      `json:"mtu,omitempty"`
+	IPAM        ipamConf `json:"ipam"`
 }
 
 type ipamConf struct {
@@ -195,57 +194,55 @@ type portmapConf struct {
 	Backend      string          `json:"backend"`
 }
 
-type loopbackConf struct {
-	Type string `json:"type"`
-}
-
-// conflistJSON is the main list: bridge with host-local, then portmap.
+// conflistJSON is the list for pods with port mappings: bridge with
+// host-local, then portmap.
 //
 //   - bridge: creates Config.Bridge with the gateway address (isGateway, which
-//     also turns on IPv4 forwarding in the host netns), a veth per pod with
-//     hairpin mode (a pod reaches itself through a hostPort), and one nftables
-//     masquerade rule per pod for traffic leaving PodCIDR.
+//     also turns on IPv4 forwarding in the host netns) and a veth per pod with
+//     hairpin mode (a pod reaches itself through a hostPort). Its ipMasq is
+//     off: that ran `nft` to add a rule per pod on every ADD and DEL. One
+//     node-wide rule does it instead (ensureNodeRules).
 //   - host-local: allocates from PodCIDR, gateway = first address, default
 //     route via the gateway, files under Config.ipamDir().
 //   - portmap: DNAT rules (nftables table "ip cni_hostport") for the
 //     portMappings capability, which Add passes as runtime config.
 func (c Config) conflistJSON() ([]byte, error) {
-	return json.Marshal(conflist{
-		CNIVersion: cniVersion,
-		Name:       NetworkName,
-		Plugins: []any{
-			bridgeConf{
-				Type:          "bridge",
-				Bridge:        c.Bridge,
-				IsGateway:     true,
-				IPMasq:        true,
-				IPMasqBackend: "nftables",
-				HairpinMode:   true,
-				MTU:           c.MTU,
-				IPAM: ipamConf{
-					Type: "host-local",
-					Ranges: [][]ipamRange{{{
-						Subnet:  c.PodCIDR.String(),
-						Gateway: c.gateway().String(),
-					}}},
-					Routes:  []ipamRoute{{Dst: "0.0.0.0/0"}},
-					DataDir: c.ipamDir(),
-				},
-			},
-			portmapConf{
-				Type:         "portmap",
-				Capabilities: map[string]bool{"portMappings": true},
-				Backend:      "nftables",
-			},
-		},
-	})
+	return c.conflist(true)
 }
 
-// loopbackJSON is the list that brings lo up in the pod's netns.
-func loopbackJSON() ([]byte, error) {
-	return json.Marshal(conflist{
-		CNIVersion: cniVersion,
-		Name:       loopbackNetworkName,
-		Plugins:    []any{loopbackConf{Type: "loopback"}},
-	})
+// noPortsConflistJSON is the list for pods without port mappings: bridge
+// with host-local only. portmap would do nothing for them but cost an exec
+// on ADD and on DEL. It has the main list's name, so host-local's directory
+// and libcni's cache key are the same; Del runs whichever list the cache
+// holds for the pod.
+func (c Config) noPortsConflistJSON() ([]byte, error) {
+	return c.conflist(false)
+}
+
+func (c Config) conflist(portmap bool) ([]byte, error) {
+	plugins := []any{bridgeConf{
+		Type:        "bridge",
+		Bridge:      c.Bridge,
+		IsGateway:   true,
+		IPMasq:      false,
+		HairpinMode: true,
+		MTU:         c.MTU,
+		IPAM: ipamConf{
+			Type: "host-local",
+			Ranges: [][]ipamRange{{{
+				Subnet:  c.PodCIDR.String(),
+				Gateway: c.gateway().String(),
+			}}},
+			Routes:  []ipamRoute{{Dst: "0.0.0.0/0"}},
+			DataDir: c.ipamDir(),
+		},
+	}}
+	if portmap {
+		plugins = append(plugins, portmapConf{
+			Type:         "portmap",
+			Capabilities: map[string]bool{"portMappings": true},
+			Backend:      "nftables",
+		})
+	}
+	return json.Marshal(conflist{CNIVersion: cniVersion, Name: NetworkName, Plugins: plugins})
 }

@@ -60,42 +60,47 @@ func TestConflist(t *testing.T) {
 	c.Bridge = "br-test"
 	c.DataDir = "/data"
 	c.MTU = 1400
-	raw, err := c.conflistJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := json.Unmarshal(raw, &got); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       "rafter",
-		"plugins": []any{
-			map[string]any{
-				"type":          "bridge",
-				"bridge":        "br-test",
-				"isGateway":     true,
-				"ipMasq":        true,
-				"ipMasqBackend": "nftables",
-				"hairpinMode":   true,
-				"mtu":           1400.0,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  []any{[]any{map[string]any{"subnet": "10.250.0.0/24", "gateway": "10.250.0.1"}}},
-					"routes":  []any{map[string]any{"dst": "0.0.0.0/0"}},
-					"dataDir": "/data/ipam",
-				},
-			},
-			map[string]any{
-				"type":         "portmap",
-				"capabilities": map[string]any{"portMappings": true},
-				"backend":      "nftables",
-			},
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      "br-test",
+		"isGateway":   true,
+		"ipMasq":      false, // the node-wide rule masquerades
+		"hairpinMode": true,
+		"mtu":         1400.0,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"ranges":  []any{[]any{map[string]any{"subnet": "10.250.0.0/24", "gateway": "10.250.0.1"}}},
+			"routes":  []any{map[string]any{"dst": "0.0.0.0/0"}},
+			"dataDir": "/data/ipam",
 		},
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("conflist:\n got %s\nwant %v", raw, want)
+	portmap := map[string]any{
+		"type":         "portmap",
+		"capabilities": map[string]any{"portMappings": true},
+		"backend":      "nftables",
+	}
+	for _, tc := range []struct {
+		name    string
+		encode  func() ([]byte, error)
+		plugins []any
+	}{
+		{"with ports", c.conflistJSON, []any{bridge, portmap}},
+		{"without ports", c.noPortsConflistJSON, []any{bridge}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := tc.encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(raw, &got); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]any{"cniVersion": "1.0.0", "name": "rafter", "plugins": tc.plugins}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("conflist:\n got %s\nwant %v", raw, want)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package cni attaches pods to the node's network with libcni and the CNI
-// reference plugins (bridge, host-local, loopback, portmap), as a kubelet
-// does through its container runtime. See DESIGN.md.
+// reference plugins (bridge, host-local, portmap), as a kubelet does through
+// its container runtime, plus a node-wide nftables masquerade rule and lo
+// brought up over netlink. See DESIGN.md.
 package cni
 
 import (
@@ -21,13 +22,14 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 var (
 	// ErrInvalidConfig means Config.Validate rejected the config.
 	ErrInvalidConfig = errors.New("invalid cni config")
 	// ErrMissingDependency means a plugin binary is not in Config.PluginDirs,
-	// or the nft binary (which the plugins' nftables backends run) is not in
+	// or the nft binary (which portmap's nftables backend runs) is not in
 	// PATH.
 	ErrMissingDependency = errors.New("missing cni dependency")
 	// ErrInvalidArgument means a PodRef, netns path or name, or port mapping
@@ -80,15 +82,16 @@ type Result struct {
 // pod must be serialized by the caller, as the agent's per-pod goroutine does.
 // Each call blocks until its plugins have exited.
 type Network struct {
-	cfg      Config
-	cni      *libcni.CNIConfig
-	list     *libcni.NetworkConfigList
-	loopback *libcni.NetworkConfigList
+	cfg     Config
+	cni     *libcni.CNIConfig
+	list    *libcni.NetworkConfigList // bridge, host-local, portmap
+	noPorts *libcni.NetworkConfigList // bridge, host-local: for pods without port mappings
 }
 
 // New checks cfg and that the plugins and nft can be found. It writes
-// nothing: the bridge, the data dirs and the nftables tables appear on the
-// first Add. Errors wrap ErrInvalidConfig or ErrMissingDependency.
+// nothing: the bridge, the data dirs and the nftables tables (the node-wide
+// masquerade rule included) appear on the first Add. Errors wrap
+// ErrInvalidConfig or ErrMissingDependency.
 func New(cfg Config) (*Network, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -99,8 +102,8 @@ func New(cfg Config) (*Network, error) {
 			return nil, fmt.Errorf("%w: plugin %s in %v: %v", ErrMissingDependency, t, cfg.PluginDirs, err)
 		}
 	}
-	// The bridge's ipMasq and portmap's nftables backends run `nft` through
-	// sigs.k8s.io/knftables; without it the first Add would fail.
+	// portmap's nftables backend runs `nft` through sigs.k8s.io/knftables;
+	// without it the first Add with a port mapping would fail.
 	if _, err := exec.LookPath("nft"); err != nil {
 		return nil, fmt.Errorf("%w: nft (Debian package nftables) not in PATH: %v", ErrMissingDependency, err)
 	}
@@ -112,13 +115,13 @@ func New(cfg Config) (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse conflist: %w", err)
 	}
-	lo, err := loopbackJSON()
+	bare, err := cfg.noPortsConflistJSON()
 	if err != nil {
-		return nil, fmt.Errorf("encode loopback conflist: %w", err)
+		return nil, fmt.Errorf("encode conflist: %w", err)
 	}
-	loopback, err := libcni.NetworkConfFromBytes(lo)
+	noPorts, err := libcni.NetworkConfFromBytes(bare)
 	if err != nil {
-		return nil, fmt.Errorf("parse loopback conflist: %w", err)
+		return nil, fmt.Errorf("parse conflist: %w", err)
 	}
 	return &Network{
 		cfg: cfg,
@@ -129,8 +132,8 @@ func New(cfg Config) (*Network, error) {
 			RawExec:       &invoke.RawExec{Stderr: os.Stderr},
 			PluginDecoder: version.PluginDecoder{},
 		}),
-		list:     list,
-		loopback: loopback,
+		list:    list,
+		noPorts: noPorts,
 	}, nil
 }
 
@@ -141,10 +144,12 @@ func (n *Network) Config() Config {
 	return c
 }
 
-// Add attaches the pod whose network namespace is netnsPath: lo up (the
-// loopback plugin), then CNI ADD of the "rafter" conflist with IfName eth0,
-// CNI_CONTAINERID = pod.UID and kubelet's CNI_ARGS, and ports as portmap's
-// portMappings runtime config.
+// Add attaches the pod whose network namespace is netnsPath. It first makes
+// sure the host netns has the node-wide masquerade rule (ensureNodeRules),
+// brings lo up in the pod's netns over netlink, then runs CNI ADD of the
+// "rafter" conflist with IfName eth0, CNI_CONTAINERID = pod.UID and
+// kubelet's CNI_ARGS, and ports as portmap's portMappings runtime config.
+// Without ports the list has no portmap.
 //
 // Add is idempotent for a pod already attached through the same netnsPath:
 // it returns the cached result without running plugins. A pod attached
@@ -171,16 +176,26 @@ func (n *Network) Add(ctx context.Context, pod PodRef, netnsPath string, ports [
 	rt := n.runtimeConf(pod, netnsPath, PodInterface)
 	rt.CapabilityArgs = map[string]any{"portMappings": mappings}
 
+	list := n.list
+	if len(mappings) == 0 {
+		list = n.noPorts
+	}
+
+	// Before the cache check, so that re-Adding every pod after a restart
+	// puts back a rule that something flushed.
+	if err := inNetns(n.cfg.HostNetns, n.cfg.ensureNodeRules); err != nil {
+		return Result{}, fmt.Errorf("pod %s: %w", pod, err)
+	}
 	if res, ok, err := n.existing(ctx, pod, netnsPath); err != nil || ok {
 		return res, err
+	}
+	if err := loopbackUp(netnsPath); err != nil {
+		return Result{}, fmt.Errorf("pod %s: %w", pod, err)
 	}
 
 	var out Result
 	err = inNetns(n.cfg.HostNetns, func() error {
-		if _, err := n.cni.AddNetworkList(ctx, n.loopback, n.runtimeConf(pod, netnsPath, "lo")); err != nil {
-			return fmt.Errorf("loopback: %w", err)
-		}
-		r, err := n.cni.AddNetworkList(ctx, n.list, rt)
+		r, err := n.cni.AddNetworkList(ctx, list, rt)
 		if err != nil {
 			return err
 		}
@@ -190,7 +205,7 @@ func (n *Network) Add(ctx context.Context, pod PodRef, netnsPath string, ports [
 	if err != nil {
 		err = fmt.Errorf("cni add pod %s: %w", pod, err)
 		// A fresh context: the caller's may be what made Add fail.
-		if derr := n.del(context.WithoutCancel(ctx), pod, netnsPath, rt); derr != nil {
+		if derr := n.del(context.WithoutCancel(ctx), pod, netnsPath, rt, list); derr != nil {
 			err = errors.Join(err, fmt.Errorf("undo failed add: %w", derr))
 		}
 		return Result{}, err
@@ -198,11 +213,13 @@ func (n *Network) Add(ctx context.Context, pod PodRef, netnsPath string, ports [
 	return out, nil
 }
 
-// Del detaches the pod: CNI DEL of the conflist (in reverse: portmap, then
-// bridge, which deletes the veth, releases the IP through host-local and
-// removes the masquerade rule), then of the loopback list. It uses the
-// config and port mappings cached by Add, so rules are removed as they were
-// made even if Config changed since.
+// Del detaches the pod: CNI DEL of the conflist (in reverse: portmap if the
+// pod's list had it, then bridge, which deletes the veth and releases the IP
+// through host-local). It uses the config and port mappings cached by Add,
+// so rules are removed as they were made even if Config changed since (a
+// pod attached by an older version also loses its per-pod masquerade rule
+// and its loopback cache entry). It leaves lo and the node-wide masquerade
+// rule alone.
 //
 // Del is idempotent and works whatever state the pod is in: netnsPath (the
 // one given to Add) may be empty, already deleted, or never attached. When the netns is gone, the
@@ -214,16 +231,21 @@ func (n *Network) Del(ctx context.Context, pod PodRef, netnsPath string) error {
 		return err
 	}
 	rt := n.runtimeConf(pod, netnsPath, PodInterface)
-	if err := n.del(ctx, pod, netnsPath, rt); err != nil {
+	if err := n.del(ctx, pod, netnsPath, rt, nil); err != nil {
 		return fmt.Errorf("cni del pod %s: %w", pod, err)
 	}
 	return nil
 }
 
-// del runs DEL for both lists. rt carries the port mappings to remove when
-// no cached ADD exists (Add's undo passes the ones it tried).
-func (n *Network) del(ctx context.Context, pod PodRef, netnsPath string, rt *libcni.RuntimeConf) error {
+// del runs DEL of the list cached for the pod's ADD. Without a cache entry
+// it runs DEL of undo with rt's port mappings (Add's undo passes the list
+// and mappings it tried), or, with a nil undo, of the full list with a
+// placeholder mapping.
+func (n *Network) del(ctx context.Context, pod PodRef, netnsPath string, rt *libcni.RuntimeConf, undo *libcni.NetworkConfigList) error {
 	list := n.list
+	if undo != nil {
+		list = undo
+	}
 	cachedConf, cachedRt, err := n.cni.GetNetworkListCachedConfig(list, rt)
 	if err != nil {
 		return fmt.Errorf("read cache: %w", err)
@@ -235,7 +257,7 @@ func (n *Network) del(ctx context.Context, pod PodRef, netnsPath string, rt *lib
 		}
 		list = l
 		rt.CapabilityArgs = cachedRt.CapabilityArgs
-	} else if _, ok := rt.CapabilityArgs["portMappings"]; !ok {
+	} else if undo == nil {
 		// Nothing cached: an Add that failed and whose undo failed too, or
 		// a Del already done. portmap's DEL returns early without mappings,
 		// and removes rules by container ID, not by mapping, so any one
@@ -245,27 +267,62 @@ func (n *Network) del(ctx context.Context, pod PodRef, netnsPath string, rt *lib
 
 	run := func(nsPath string) error {
 		rt.NetNS = nsPath
-		lo := n.runtimeConf(pod, nsPath, "lo")
 		return inNetns(n.cfg.HostNetns, func() error {
-			if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
-				return err
-			}
-			if err := n.cni.DelNetworkList(ctx, n.loopback, lo); err != nil {
-				return fmt.Errorf("loopback: %w", err)
-			}
-			return nil
+			return n.cni.DelNetworkList(ctx, list, rt)
 		})
 	}
+	mounted := false
 	if netnsPath != "" {
-		mounted, err := isNetnsMount(netnsPath)
-		if err != nil {
+		if mounted, err = isNetnsMount(netnsPath); err != nil {
 			return err
 		}
-		if mounted {
-			return run(netnsPath)
-		}
 	}
-	return withEmptyNetns(run)
+	if mounted {
+		err = run(netnsPath)
+	} else {
+		err = withEmptyNetns(run)
+	}
+	if err != nil {
+		return err
+	}
+	return n.removeLegacyLoopback(pod)
+}
+
+// removeLegacyLoopback removes the libcni cache entry of the loopback list
+// that older versions ran for the pod, as libcni's own DEL would (the file
+// DataDir/cache/results/rafter-loopback-<uid>-lo). The loopback plugin's
+// DEL would only set lo down in a netns that is going away, and it need not
+// be installed any more.
+func (n *Network) removeLegacyLoopback(pod PodRef) error {
+	path := filepath.Join(n.cfg.cacheDir(), "results", loopbackNetworkName+"-"+pod.UID+"-lo")
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove loopback cache entry: %w", err)
+	}
+	return nil
+}
+
+// loopbackUp sets lo up in the netns at nsPath, which is what the loopback
+// plugin's ADD did: the kernel gives every netns a lo with 127.0.0.1/8 and
+// ::1, down.
+func loopbackUp(nsPath string) error {
+	ns, err := vnetns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("lo up in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("lo up in %s: %w", nsPath, err)
+	}
+	return nil
 }
 
 // existing looks for an earlier Add of pod in libcni's cache. A live one
@@ -300,7 +357,7 @@ func (n *Network) existing(ctx context.Context, pod PodRef, netnsPath string) (R
 		case live:
 			return Result{}, false, fmt.Errorf("%w: pod %s through netns %s", ErrAttached, pod, a.NetNS)
 		}
-		if err := n.del(ctx, pod, a.NetNS, rt); err != nil {
+		if err := n.del(ctx, pod, a.NetNS, rt, nil); err != nil {
 			return Result{}, false, fmt.Errorf("pod %s: tear down stale attachment: %w", pod, err)
 		}
 	}
@@ -315,7 +372,7 @@ func hasAddr(nsPath string, ip netip.Addr) bool {
 		return false
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return false
 	}
@@ -393,7 +450,7 @@ func (n *Network) GC(ctx context.Context, live map[string]bool) error {
 	var errs []error
 	for _, uid := range order {
 		s := byUID[uid]
-		if err := n.del(ctx, s.pod, s.netns, n.runtimeConf(s.pod, s.netns, PodInterface)); err != nil {
+		if err := n.del(ctx, s.pod, s.netns, n.runtimeConf(s.pod, s.netns, PodInterface), nil); err != nil {
 			errs = append(errs, fmt.Errorf("gc pod %s (uid %s): %w", s.pod, uid, err))
 		}
 	}

@@ -38,6 +38,7 @@ type config struct {
 	pods                    int           // pods in the burst
 	clients                 int           // concurrent Create (and Delete) calls
 	serial                  int           // pods started one at a time before the burst
+	rate                    float64       // pods per second of the paced run (0: none)
 	runcRuns                int           // sequential `runc run -d`
 	clusterCIDR             string        // --cluster-cidr of the peers
 	cpuRequest              string        // each pod's requests.cpu
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&c.nodeagent, "nodeagent", "bin/nodeagent", "nodeagent binary")
 	flag.IntVar(&c.pods, "pods", 100, "pods created in the burst")
 	flag.IntVar(&c.clients, "clients", 4, "concurrent API calls creating (and deleting) the burst's pods")
+	flag.Float64Var(&c.rate, "rate", 10, "also create the pods at this steady rate per second before the burst, as Kubernetes measures its pod-startup SLO (0: skip)")
 	flag.IntVar(&c.serial, "serial", 10, "pods started one at a time, each alone on the node, before the burst (0: none)")
 	flag.IntVar(&c.runcRuns, "runc-runs", 100, "sequential `runc run -d` of the same rootfs")
 	flag.StringVar(&c.clusterCIDR, "cluster-cidr", "10.252.0.0/16", "the peers' --cluster-cidr (private; apart from the e2e tests' 10.251.0.0/16)")

@@ -203,7 +203,7 @@ func (b *bench) nodeLeftovers() []string {
 }
 
 type rafterResult struct {
-	burst, serial          *runResult
+	burst, serial, paced   *runResult
 	deleteAPI, deleteProcs time.Duration
 }
 
@@ -332,6 +332,34 @@ func benchRafter(ctx context.Context, c config) (res *rafterResult, err error) {
 		}
 		res.serial = summarize(b.t.snapshot(names), shimsReady(agent.log))
 		res.serial.hostCPU = perPod(busy, c.serial)
+	}
+
+	if c.rate > 0 {
+		// Kubernetes' pod-startup SLO is measured this way: pods created at a
+		// steady rate (the density test's latency phase), not all at once.
+		fmt.Fprintf(os.Stderr, "bench-pods: %d pods paced at %g/s\n", c.pods, c.rate)
+		var names []string
+		every := time.Duration(float64(time.Second) / c.rate)
+		busy0, _ := hostCPU()
+		for i := range c.pods {
+			name := fmt.Sprintf("paced-%03d", i)
+			names = append(names, name)
+			if err := b.create(ctx, []string{name}); err != nil {
+				return nil, err
+			}
+			if i < c.pods-1 {
+				time.Sleep(every)
+			}
+		}
+		if err := b.waitRunning(ctx, names, 5*time.Minute); err != nil {
+			return nil, err
+		}
+		busy1, _ := hostCPU()
+		res.paced = summarize(b.t.snapshot(names), shimsReady(agent.log))
+		res.paced.hostCPU = perPod(busy1-busy0, c.pods)
+		if _, _, err := b.deleteAll(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	fmt.Fprintf(os.Stderr, "bench-pods: creating %d pods (%d clients)\n", c.pods, c.clients)
