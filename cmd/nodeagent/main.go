@@ -99,7 +99,7 @@ func parseFlags(args []string, output io.Writer) (flags, error) {
 	fs.StringVar(&f.node.DataDir, "data-dir", "/var/lib/rafter/node", "where images, pod volumes, logs and network state live")
 	fs.StringVar(&nodeIP, "node-ip", "", "the node's InternalIP (default: the address of the default route's interface)")
 	fs.StringVar(&f.node.RuntimeRoot, "runtime-root", "", "container shim state and sockets (default /run/rafter/NAME); keep it short")
-	fs.StringVar(&cniDirs, "cni-bin-dir", cni.DefaultPluginDir, "directories holding the CNI plugins (bridge, host-local, loopback, portmap), comma-separated")
+	fs.StringVar(&cniDirs, "cni-bin-dir", cni.DefaultPluginDir, "directories holding the CNI plugins (bridge, host-local, portmap), comma-separated")
 	fs.StringVar(&f.node.Bridge, "bridge", cni.DefaultBridge, "the Linux bridge the node's pods attach to")
 	fs.StringVar(&insecureRg, "insecure-registry", "", "registries (host[:port] or CIDR) that may be reached over plain HTTP, comma-separated")
 	fs.StringVar(&clusterDNS, "cluster-dns", "", "cluster DNS server IPs for pods' resolv.conf, comma-separated (default: the host's resolv.conf)")
