@@ -29,8 +29,8 @@ tools:
 	@command -v protoc-gen-openapiv2 >/dev/null || $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY)
 
 # The CNI reference plugins internal/cni runs (bridge, host-local, portmap; the
-# loopback plugin is built too, for other users of the directory;
-# portmap), built from the Go module proxy into $(CNI_BIN). Their nftables
+# loopback plugin is built too, for other users of the directory), built from
+# the Go module proxy into $(CNI_BIN). Their nftables
 # backends run the nft binary (sigs.k8s.io/knftables), so Debian's nftables is
 # installed when nft is missing. internal/cni/cnitest builds the same version
 # for tests; keep CNI_PLUGINS_VERSION equal to cnitest.Version.
