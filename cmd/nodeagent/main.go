@@ -105,6 +105,7 @@ func parseFlags(args []string, output io.Writer) (flags, error) {
 	fs.StringVar(&clusterDNS, "cluster-dns", "", "cluster DNS server IPs for pods' resolv.conf, comma-separated (default: the host's resolv.conf)")
 	fs.StringVar(&f.node.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	fs.DurationVar(&f.node.LeaseInterval, "lease-interval", 10*time.Second, "how often the node renews its Lease")
+	fs.BoolVar(&f.node.ServiceProxy, "service-proxy", true, "program ClusterIP and NodePort rules (nftables table ip rafter-svc) for the cluster's Services")
 	fs.IntVar(&f.node.AgentPort, "agent-port", 10250, "port on --node-ip where the API reaches this node for logs, exec and image loads (0: any free port)")
 	if err := fs.Parse(args); err != nil {
 		return flags{}, err

@@ -34,6 +34,7 @@ import (
 	"github.com/rafter-dev/rafter/internal/agent/runtime"
 	"github.com/rafter-dev/rafter/internal/agent/stream"
 	"github.com/rafter-dev/rafter/internal/cni"
+	"github.com/rafter-dev/rafter/internal/svcproxy"
 )
 
 // Config is a real node's setup.
@@ -56,7 +57,10 @@ type Config struct {
 	// image loads) on NodeIP, and the port its Node reports as
 	// daemonEndpoints.kubeletEndpoint; 0 picks a free one.
 	AgentPort int
-	Logger    *slog.Logger
+	// ServiceProxy runs internal/svcproxy: ClusterIP and NodePort rules in
+	// the host netns's nftables table ip rafter-svc.
+	ServiceProxy bool
+	Logger       *slog.Logger
 }
 
 // Run runs the node until ctx ends.
@@ -127,10 +131,22 @@ func Run(ctx context.Context, cfg Config, conns ...grpc.ClientConnInterface) err
 		lis.Close()
 		return err
 	}
+	var proxy *svcproxy.Proxy
+	if cfg.ServiceProxy {
+		pcfg := svcproxy.DefaultConfig()
+		pcfg.Logger = cfg.Logger.With("part", "svcproxy")
+		if proxy, err = svcproxy.New(pcfg, conns...); err != nil {
+			lis.Close()
+			return err
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pods.Run(ctx) })
 	g.Go(func() error { return a.Run(ctx) })
 	g.Go(func() error { return streams.Run(ctx, lis) })
+	if proxy != nil {
+		g.Go(func() error { return proxy.Run(ctx) })
+	}
 	return g.Wait()
 }
 
