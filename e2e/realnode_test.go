@@ -724,3 +724,70 @@ spec:
 		return nil
 	})
 }
+
+// TestRealInitContainersRunFirst: init containers run to completion, in order,
+// before the pod's containers start; a failing one under restartPolicy Never
+// fails the pod without starting them.
+func TestRealInitContainersRunFirst(t *testing.T) {
+	c, image, _, _, _ := realSetup(t)
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: inits}
+spec:
+  initContainers:
+  - {name: first, image: %[1]s, command: ["/bin/cat", "/etc/hostname"]}
+  - {name: second, image: %[1]s, args: ["-exit", "0"]}
+  containers:
+  - {name: app, image: %[1]s}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badinit}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: broken, image: %[1]s, args: ["-exit", "3"]}
+  containers:
+  - {name: app, image: %[1]s}
+`, image)
+	if out, errOut, err := c.ctlRun(manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s%s", err, out, errOut)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pods := corev1.NewPodsClient(c.conn(0))
+	c.eventually(60*time.Second, "inits Running after both init containers succeeded", func() error {
+		p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "inits"})
+		if err != nil {
+			return err
+		}
+		inits := p.GetStatus().GetInitContainerStatuses()
+		if len(inits) != 2 || p.GetStatus().GetPhase() != "Running" {
+			return fmt.Errorf("phase %s, init statuses %v", p.GetStatus().GetPhase(), inits)
+		}
+		first, second := inits[0].GetState().GetTerminated(), inits[1].GetState().GetTerminated()
+		if first.GetExitCode() != 0 || second.GetExitCode() != 0 || first == nil || second == nil {
+			return fmt.Errorf("init states %v / %v", inits[0].GetState(), inits[1].GetState())
+		}
+		// In order: the second started after the first finished, the app after both.
+		app := p.GetStatus().GetContainerStatuses()[0].GetState().GetRunning()
+		if second.GetStartedAt().AsTime().Before(first.GetFinishedAt().AsTime()) || app.GetStartedAt().AsTime().Before(second.GetFinishedAt().AsTime()) {
+			return fmt.Errorf("out of order: first %v, second %v, app %v", first, second, app)
+		}
+		return nil
+	})
+	c.eventually(60*time.Second, "badinit Failed without starting its container", func() error {
+		p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "badinit"})
+		if err != nil {
+			return err
+		}
+		inits := p.GetStatus().GetInitContainerStatuses()
+		if p.GetStatus().GetPhase() != "Failed" || len(inits) != 1 || inits[0].GetState().GetTerminated().GetExitCode() != 3 {
+			return fmt.Errorf("phase %s, init statuses %v", p.GetStatus().GetPhase(), inits)
+		}
+		if cs := p.GetStatus().GetContainerStatuses(); len(cs) != 1 || cs[0].GetState().GetRunning() != nil || cs[0].GetContainerID() != "" {
+			return fmt.Errorf("the app container of badinit started: %v", cs)
+		}
+		return nil
+	})
+}
