@@ -201,6 +201,7 @@ type podWorker struct {
 	volsAt    time.Time
 	ctrs      map[string]*ctr
 	adopted   bool
+	recorded  bool // writePodRecord done
 	startTime time.Time
 	written   *corev1.PodStatus
 
@@ -277,8 +278,12 @@ func (w *podWorker) sync(ctx context.Context) {
 	if isPodTerminal(w.phase()) {
 		return // a finished pod's containers stay as they ended
 	}
-	if err := writePodRecord(w.podDir(), pod); err != nil {
-		w.log().Warn("pod record", "err", err)
+	if !w.recorded {
+		if err := writePodRecord(w.podDir(), pod); err != nil {
+			w.log().Warn("pod record", "err", err)
+		} else {
+			w.recorded = true // name and UID never change
+		}
 	}
 	if w.netns == "" && !pod.GetSpec().GetHostNetwork() {
 		netns, ip, err := w.p.net.SetUp(ctx, pod)
@@ -418,7 +423,7 @@ func (w *podWorker) observe(ctx context.Context, cs *ctr) {
 func (w *podWorker) start(ctx context.Context, c *corev1.Container, cs *ctr) {
 	pod := w.pod
 	key := w.uid + "/" + c.GetName()
-	if d := w.p.backoff.Wait("pull/"+key, cs.pullFailedAt()); d > 0 {
+	if d := w.p.backoff.Wait("pull/"+key, cs.pullFailed); d > 0 {
 		return // ImagePullBackOff stays
 	}
 	img, err := w.p.images.Pull(ctx, c.GetImage(), pullPolicy(c), w.pullSecrets())
@@ -511,8 +516,6 @@ func (w *podWorker) start(ctx context.Context, c *corev1.Container, cs *ctr) {
 		cs.readyP = NewProbeTimer(p, started, ProbeFailure)
 	}
 }
-
-func (cs *ctr) pullFailedAt() time.Time { return cs.pullFailed }
 
 func (w *podWorker) podWithIPs() *corev1.Pod {
 	pod := proto.Clone(w.pod).(*corev1.Pod)
@@ -844,9 +847,6 @@ func writePodRecord(dir string, pod *corev1.Pod) error {
 	md := pod.GetMetadata()
 	rec := md.GetNamespace() + "\n" + md.GetName() + "\n" + md.GetUid() + "\n"
 	p := filepath.Join(dir, "pod")
-	if b, err := os.ReadFile(p); err == nil && string(b) == rec {
-		return nil
-	}
 	if err := os.WriteFile(p+".tmp", []byte(rec), 0o644); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -246,14 +247,10 @@ func (v *Volumes) project(dir string, data map[string][]byte, items []*corev1.Ke
 	if defaultMode != nil {
 		mode = fs.FileMode(*defaultMode) & fs.ModePerm
 	}
-	type file struct {
-		data []byte
-		mode fs.FileMode
-	}
-	files := map[string]file{}
+	files := map[string]projected{}
 	if len(items) == 0 {
 		for k, d := range data {
-			files[k] = file{d, mode}
+			files[k] = projected{d, mode}
 		}
 	}
 	for _, it := range items {
@@ -268,7 +265,7 @@ func (v *Volumes) project(dir string, data map[string][]byte, items []*corev1.Ke
 		if it.Mode != nil {
 			m = fs.FileMode(it.GetMode()) & fs.ModePerm
 		}
-		files[it.GetPath()] = file{d, m}
+		files[it.GetPath()] = projected{d, m}
 	}
 	for p := range files {
 		if filepath.IsAbs(p) || slices.Contains(strings.Split(p, "/"), "..") || p == "" || strings.HasPrefix(p, "..") {
@@ -277,6 +274,9 @@ func (v *Volumes) project(dir string, data map[string][]byte, items []*corev1.Ke
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if sameProjection(dir, files) {
+		return nil // a refresh with nothing new writes nothing
 	}
 	now := time.Now()
 	if v.Clock != nil {
@@ -346,6 +346,43 @@ func (v *Volumes) project(dir string, data map[string][]byte, items []*corev1.Ke
 	}
 	return nil
 }
+
+// projected is one file of a configMap or secret volume.
+type projected struct {
+	data []byte
+	mode fs.FileMode
+}
+
+// sameProjection reports whether dir's current data (behind ..data) is exactly
+// want: the same paths, contents and modes.
+func sameProjection(dir string, want map[string]projected) bool {
+	target, err := os.Readlink(filepath.Join(dir, "..data"))
+	if err != nil {
+		return false
+	}
+	data := filepath.Join(dir, target)
+	seen := 0
+	err = filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(data, path)
+		w, ok := want[rel]
+		info, ierr := d.Info()
+		if !ok || ierr != nil || info.Mode().Perm() != w.mode {
+			return errDiffers
+		}
+		b, rerr := os.ReadFile(path)
+		if rerr != nil || !bytes.Equal(b, w.data) {
+			return errDiffers
+		}
+		seen++
+		return nil
+	})
+	return err == nil && seen == len(want)
+}
+
+var errDiffers = errors.New("projection differs")
 
 // TearDown unmounts what Setup mounted for the pod with this UID and removes
 // its volume directories. Host paths are never touched.

@@ -270,32 +270,39 @@ func (p *nodeProxy) Logs(req *nodev1.LogsRequest, ss grpc.ServerStreamingServer[
 	if err != nil {
 		return p.streamError(node, err)
 	}
-	first, err := agentAccepted[nodev1.Chunk](as)
+	return relay[nodev1.Chunk](p, node, as, ss, nil)
+}
+
+// relay waits until the agent has accepted its stream as, then commits the
+// call to the client (headers: from here on clients do not retry it), runs
+// started if given, and passes every message of the agent to the client until
+// the agent's stream ends.
+func relay[T any](p *nodeProxy, node string, as grpc.ClientStream, ss grpc.ServerStream, started func()) error {
+	m, err := agentAccepted[T](as)
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
 	if err != nil {
 		return p.streamError(node, err)
 	}
-	// From here on the call is committed: clients do not retry it.
 	if err := ss.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
-	if first != nil {
-		if err := ss.Send(first); err != nil {
-			return err
-		}
+	if started != nil {
+		started()
 	}
 	for {
-		c, err := as.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+		if m != nil {
+			if err := ss.SendMsg(m); err != nil {
+				return err
+			}
 		}
-		if err != nil {
+		m = new(T)
+		if err := as.RecvMsg(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
 			return p.streamError(node, err)
-		}
-		if err := ss.Send(c); err != nil {
-			return err
 		}
 	}
 }
@@ -331,48 +338,25 @@ func (p *nodeProxy) Exec(ss grpc.BidiStreamingServer[nodev1.ExecInput, nodev1.Ex
 	if err := as.Send(&nodev1.ExecInput{Input: &nodev1.ExecInput_Start{Start: fwd}}); err != nil && !errors.Is(err, io.EOF) {
 		return p.streamError(node, err)
 	}
-	first, err := agentAccepted[nodev1.ExecOutput](as)
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
-	if err != nil {
-		return p.streamError(node, err)
-	}
-	// The command runs: the client must not retry the call any more.
-	if err := ss.SendHeader(metadata.MD{}); err != nil {
-		return err
-	}
-	go func() {
-		for {
-			in, err := ss.Recv()
-			if errors.Is(err, io.EOF) {
-				_ = as.CloseSend()
-				return
-			}
-			if err != nil {
-				cancel()
-				return
-			}
-			if err := as.Send(in); err != nil {
-				return // the agent's stream ended; its status comes from Recv
-			}
-		}
-	}()
-	if first != nil {
-		if err := ss.Send(first); err != nil {
-			return err
-		}
-	}
+	// Once the command runs, the client's stdin goes to the agent.
+	return relay[nodev1.ExecOutput](p, node, as, ss, func() { go pipeStdin(ss, as, cancel) })
+}
+
+// pipeStdin passes the client's exec inputs to the agent until the client
+// closes its side (then the agent's) or fails (then the call ends).
+func pipeStdin(ss grpc.BidiStreamingServer[nodev1.ExecInput, nodev1.ExecOutput], as grpc.BidiStreamingClient[nodev1.ExecInput, nodev1.ExecOutput], cancel func()) {
 	for {
-		out, err := as.Recv()
+		in, err := ss.Recv()
 		if errors.Is(err, io.EOF) {
-			return nil
+			_ = as.CloseSend()
+			return
 		}
 		if err != nil {
-			return p.streamError(node, err)
+			cancel()
+			return
 		}
-		if err := ss.Send(out); err != nil {
-			return err
+		if err := as.Send(in); err != nil {
+			return // the agent's stream ended; its status comes from Recv
 		}
 	}
 }

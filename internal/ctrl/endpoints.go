@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -339,7 +340,7 @@ func (e *EndpointsController) Run(ctx context.Context) error {
 		var wg sync.WaitGroup
 		for range e.workers {
 			wg.Add(1)
-			go func() { defer wg.Done(); r.work(ctx) }()
+			go func() { defer wg.Done(); r.q.Work(ctx, r.logger, r.syncOrReport) }()
 		}
 		wg.Wait()
 		return nil
@@ -379,26 +380,17 @@ func epPodRelevantChange(old, p *corev1.Pod) bool {
 	})
 }
 
-func (r *epRun) work(ctx context.Context) {
-	for {
-		key, ok := r.q.Get(ctx)
-		if !ok {
-			return
+// syncOrReport is sync, with a FailedToUpdateEndpoint event on the Service
+// when it fails for another reason than a conflict.
+func (r *epRun) syncOrReport(ctx context.Context, key string) (time.Duration, error) {
+	err := r.sync(ctx, key)
+	if err != nil && ctx.Err() == nil && status.Code(err) != codes.Aborted {
+		if svc, ok := r.svcInf.GetByKey(key); ok {
+			r.events.Record(Ref("Service", "v1", svc.GetMetadata()), "Warning", "FailedToUpdateEndpoint",
+				fmt.Sprintf("Failed to update endpoint %s: %v", key, err))
 		}
-		err := r.sync(ctx, key)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.logger.Debug("sync endpoints", "key", key, "err", err)
-			if svc, ok := r.svcInf.GetByKey(key); ok && status.Code(err) != codes.Aborted {
-				r.events.Record(Ref("Service", "v1", svc.GetMetadata()), "Warning", "FailedToUpdateEndpoint",
-					fmt.Sprintf("Failed to update endpoint %s: %v", key, err))
-			}
-			r.q.AddRateLimited(key)
-		case err == nil:
-			r.q.Forget(key)
-		}
-		r.q.Done(key)
 	}
+	return 0, err
 }
 
 // sync brings the Endpoints of one service key in line with the caches.

@@ -181,7 +181,7 @@ func (gc *GarbageCollector) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.work(ctx) }()
+		go func() { defer wg.Done(); r.q.Work(ctx, r.logger, noRequeue(r.sync)) }()
 	}
 	wg.Wait()
 	return nil
@@ -238,24 +238,6 @@ func addOwnerHandlers[T Object](r *gcRun, inf *Informer[T], kind string) {
 			}
 		},
 	})
-}
-
-func (r *gcRun) work(ctx context.Context) {
-	for {
-		key, ok := r.q.Get(ctx)
-		if !ok {
-			return
-		}
-		err := r.sync(ctx, key)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.logger.Debug("garbage collection", "key", key, "err", err)
-			r.q.AddRateLimited(key)
-		case err == nil:
-			r.q.Forget(key)
-		}
-		r.q.Done(key)
-	}
 }
 
 func (r *gcRun) sync(ctx context.Context, key string) error {

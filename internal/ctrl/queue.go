@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -277,4 +278,34 @@ func (h *dueHeap) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// Work takes keys from q until ctx ends and runs sync on each, one at a time:
+// a key that failed is logged and retried with its back-off, one that
+// succeeded is forgotten and, when sync asks for a later look, queued again
+// after that delay. Run it in as many goroutines as the loop has workers.
+func (q *Queue) Work(ctx context.Context, logger *slog.Logger, sync func(context.Context, string) (time.Duration, error)) {
+	for {
+		key, ok := q.Get(ctx)
+		if !ok {
+			return
+		}
+		after, err := sync(ctx, key)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Debug("sync", "key", key, "err", err)
+			q.AddRateLimited(key)
+		case err == nil:
+			q.Forget(key)
+			if after > 0 {
+				q.AddAfter(key, after)
+			}
+		}
+		q.Done(key)
+	}
+}
+
+// noRequeue adapts a sync that never asks for a later look to Work.
+func noRequeue(sync func(context.Context, string) error) func(context.Context, string) (time.Duration, error) {
+	return func(ctx context.Context, key string) (time.Duration, error) { return 0, sync(ctx, key) }
 }

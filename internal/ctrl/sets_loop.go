@@ -225,36 +225,13 @@ func (s *Sets) Run(ctx context.Context) error {
 		var wg sync.WaitGroup
 		for range s.workers {
 			wg.Add(2)
-			go func() { defer wg.Done(); s.work(ctx, s.dsQ, s.syncDaemonSet) }()
-			go func() { defer wg.Done(); s.work(ctx, s.ssQ, s.syncStatefulSet) }()
+			go func() { defer wg.Done(); s.dsQ.Work(ctx, s.logger, s.syncDaemonSet) }()
+			go func() { defer wg.Done(); s.ssQ.Work(ctx, s.logger, s.syncStatefulSet) }()
 		}
 		wg.Wait()
 		return nil
 	})
 	return g.Wait()
-}
-
-// work processes keys of q with sync until ctx ends; a failed key is retried
-// with back-off, a sync asking for a later look is queued after that delay.
-func (s *Sets) work(ctx context.Context, q *Queue, sync func(context.Context, string) (time.Duration, error)) {
-	for {
-		key, ok := q.Get(ctx)
-		if !ok {
-			return
-		}
-		after, err := sync(ctx, key)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.logger.Debug("sync", "key", key, "err", err)
-			q.AddRateLimited(key)
-		case err == nil:
-			q.Forget(key)
-			if after > 0 {
-				q.AddAfter(key, after)
-			}
-		}
-		q.Done(key)
-	}
 }
 
 // syncDaemonSet applies one ReconcileDaemonSet pass for key.

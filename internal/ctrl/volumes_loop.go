@@ -119,28 +119,10 @@ func (b *VolumeBinder) Run(ctx context.Context) error {
 			}
 		}
 		wake()
-		r.work(ctx)
+		r.q.Work(ctx, r.logger, func(ctx context.Context, _ string) (time.Duration, error) { return 0, r.pass(ctx) })
 		return nil
 	})
 	return g.Wait()
-}
-
-func (r *vbRun) work(ctx context.Context) {
-	for {
-		key, ok := r.q.Get(ctx)
-		if !ok {
-			return
-		}
-		err := r.pass(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.logger.Debug("volume binding pass", "err", err)
-			r.q.AddRateLimited(key)
-		case err == nil:
-			r.q.Forget(key)
-		}
-		r.q.Done(key)
-	}
 }
 
 // pass reconciles the caches (with this run's writes) once and applies the

@@ -192,36 +192,13 @@ func (w *Workloads) Run(ctx context.Context) error {
 		var wg sync.WaitGroup
 		for range w.workers {
 			wg.Add(2)
-			go func() { defer wg.Done(); w.work(ctx, w.rsQ, w.syncReplicaSet) }()
-			go func() { defer wg.Done(); w.work(ctx, w.depQ, w.syncDeployment) }()
+			go func() { defer wg.Done(); w.rsQ.Work(ctx, w.logger, w.syncReplicaSet) }()
+			go func() { defer wg.Done(); w.depQ.Work(ctx, w.logger, w.syncDeployment) }()
 		}
 		wg.Wait()
 		return nil
 	})
 	return g.Wait()
-}
-
-// work processes keys of q with sync until ctx ends; a failed key is retried
-// with back-off, a sync asking for a later look is queued after that delay.
-func (w *Workloads) work(ctx context.Context, q *Queue, sync func(context.Context, string) (time.Duration, error)) {
-	for {
-		key, ok := q.Get(ctx)
-		if !ok {
-			return
-		}
-		after, err := sync(ctx, key)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			w.logger.Debug("sync", "key", key, "err", err)
-			q.AddRateLimited(key)
-		case err == nil:
-			q.Forget(key)
-			if after > 0 {
-				q.AddAfter(key, after)
-			}
-		}
-		q.Done(key)
-	}
 }
 
 func (w *Workloads) satisfied(key string) bool {
