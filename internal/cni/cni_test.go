@@ -506,8 +506,9 @@ func testPods(t *testing.T, tc podTest) {
 	if got := natRules(t, host, b.ref.UID); got != (ruleCount{}) {
 		t.Errorf("pod b: %+v nftables rules left after Del", got)
 	}
-	// b's veth goes when the kernel frees its netns, asynchronously.
-	waitFor(t, 10*time.Second, "no ports on the bridge", func() bool { return bridgePorts(t, host, tc.bridge) == 0 })
+	// b's veth goes when the kernel frees its netns, asynchronously (one
+	// cleanup worker for every namespace being removed on the machine).
+	waitFor(t, 30*time.Second, "no ports on the bridge", func() bool { return bridgePorts(t, host, tc.bridge) == 0 })
 
 	a.lis.Close()
 	mustDeleteNetns(t, n, a.name)
@@ -617,8 +618,9 @@ func withNetlink(t testing.TB, nsPath string, fn func(*netlink.Handle)) {
 
 // inNS runs fn on a goroutine locked to a thread in the netns at nsPath (""
 // = the calling goroutine). Sockets made by fn stay in that netns whichever
-// thread uses them later. The thread is never unlocked, so it exits with the
-// goroutine.
+// thread uses them later. The thread goes back to its own netns before it is
+// unlocked: a goroutine locked to the main thread does not end that thread
+// when it exits, and a pod netns left on it would never be freed.
 func inNS(nsPath string, fn func() error) error {
 	if nsPath == "" {
 		return fn()
@@ -626,17 +628,32 @@ func inNS(nsPath string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		own, err := vnetns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer own.Close()
 		ns, err := vnetns.GetFromPath(nsPath)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer ns.Close()
 		if err := vnetns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := vnetns.Set(own); err != nil {
+			errc <- errors.Join(ferr, err) // stays locked: Go discards the thread
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -936,11 +953,13 @@ func freePort(t *testing.T) uint16 {
 // asynchronous netns teardown, which has no event to wait on.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	start := time.Now()
+	deadline := start.Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
 }

@@ -20,10 +20,9 @@ import (
 // is reused. Calls for different names may run concurrently; calls for the
 // same name, or NewNetns and DeleteNetns for one name, must not.
 //
-// The namespace is made on a short-lived goroutine locked to its OS thread:
+// The namespace is made on a goroutine locked to its OS thread (onThreadIn):
 // the thread unshares its netns, the new netns is bind-mounted, and the
-// goroutine exits still locked, so Go destroys that thread instead of
-// reusing it. No other goroutine's netns changes.
+// thread returns to its own netns. No other goroutine's netns changes.
 func (n *Network) NewNetns(name string) (string, error) {
 	if err := validNetnsName(name); err != nil {
 		return "", err
@@ -46,22 +45,14 @@ func (n *Network) NewNetns(name string) (string, error) {
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("new netns %s: %w", name, err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread leaves with this goroutine.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
+	err = onThreadIn(unshareNetns, func() error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind mount %s: %w", src, err)
-			return
+			return fmt.Errorf("bind mount %s: %w", src, err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		return "", errors.Join(fmt.Errorf("new netns %s: %w", name, err), removeIfNotMounted(path))
 	}
 	return path, nil
@@ -136,25 +127,67 @@ func isNetnsMount(path string) (bool, error) {
 }
 
 // inNetns runs fn on a goroutine locked to an OS thread that has joined the
-// network namespace at path; an empty path runs fn on the calling goroutine.
-// Processes fn starts (os/exec forks from the calling thread) begin in that
-// namespace, which is how plugins run in Config.HostNetns. The thread is
-// never unlocked, so it dies with the goroutine and no other code runs in
-// the namespace by accident.
+// network namespace at path (onThreadIn); an empty path runs fn on the
+// calling goroutine. Processes fn starts (os/exec forks from the calling
+// thread) begin in that namespace, which is how plugins run in
+// Config.HostNetns.
 func inNetns(path string, fn func() error) error {
 	if path == "" {
 		return fn()
 	}
+	return onThreadIn(func() error { return setns(path) }, fn)
+}
+
+// onThreadIn runs fn on a new goroutine locked to its OS thread after enter
+// moved that thread to another network namespace, then moves the thread back
+// to the namespace it came from and unlocks it. If enter fails, fn does not
+// run. A thread that cannot be moved back stays locked and goes with its
+// goroutine.
+//
+// Moving back matters: when a goroutine locked to the process's main thread
+// exits, Go does not end that thread but parks it for good, still in
+// whatever namespace it was in. A pod's namespace left on it would outlive
+// the pod (its veth and the kernel's netns with it) for as long as the
+// process runs.
+func onThreadIn(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if err := setns(path); err != nil {
-			errc <- err
+		own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open own netns: %w", err)
 			return
 		}
-		errc <- fn()
+		defer unix.Close(own)
+		if err := enter(); err != nil {
+			// enter may have half-happened (an unshare that then
+			// failed does not move the thread; a failed setns
+			// neither), but do not bet the thread on it.
+			errc <- errors.Join(err, leaveNetns(own))
+			return
+		}
+		ferr := fn()
+		errc <- errors.Join(ferr, leaveNetns(own))
 	}()
 	return <-errc
+}
+
+// leaveNetns moves the calling locked thread to the netns open at fd and
+// unlocks it; if it cannot, the thread stays locked so that Go discards it.
+func leaveNetns(fd int) error {
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("return to own netns: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return nil
+}
+
+func unshareNetns() error {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	return nil
 }
 
 func setns(path string) error {
@@ -180,13 +213,17 @@ func withEmptyNetns(fn func(path string) error) error {
 	readyc := make(chan ready, 1)
 	done := make(chan struct{})
 	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			readyc <- ready{err: fmt.Errorf("unshare: %w", err)}
-			return
+		err := onThreadIn(unshareNetns, func() error {
+			readyc <- ready{path: fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())}
+			<-done
+			return nil
+		})
+		if err != nil {
+			select {
+			case readyc <- ready{err: err}:
+			default: // fn already ran; the error is only the way back
+			}
 		}
-		readyc <- ready{path: fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())}
-		<-done
 	}()
 	r := <-readyc
 	if r.err != nil {
