@@ -413,8 +413,8 @@ func (c *cluster) deleteAllPods(dataDir string) {
 		uids = append(uids, p.GetMetadata().GetUid())
 		_, _ = pods.Delete(ctx, &metav1.DeleteRequest{Namespace: "default", Name: p.GetMetadata().GetName()})
 	}
-	// The API forgets a pod at once; the node is done with it once its netns
-	// and cgroups are gone.
+	// A deleted pod stays Terminating until the node has stopped it and
+	// released its network; its netns and cgroups are checked as well.
 	torn := func() bool {
 		for _, uid := range uids {
 			if _, err := os.Stat("/var/run/netns/" + uid); err == nil {

@@ -13,10 +13,12 @@ node=$(hostname -s | tr '[:upper:]' '[:lower:]')
 stop() {
 	if [ -f "$dir/node.pid" ]; then
 		# Containers outlive their agent: delete the examples' workloads first
-		# and let the agent stop their containers.
+		# and let the agent stop their pods (each stays Terminating until its
+		# containers are stopped and its network released).
 		bin/ctl --server="$servers" delete -R -f examples/ --ignore-not-found >/dev/null 2>&1 || true
-		for _ in $(seq 1 150); do
-			if ! pgrep -f '^/app' >/dev/null 2>&1; then break; fi
+		for _ in $(seq 1 300); do
+			if ! pgrep -f '^/app' >/dev/null 2>&1 &&
+				[ -z "$(bin/ctl --server="$servers" get pods -A -o name 2>/dev/null)" ]; then break; fi
 			sleep 0.2
 		done
 		kill "$(cat "$dir/node.pid")" 2>/dev/null || true

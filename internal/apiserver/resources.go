@@ -363,6 +363,11 @@ func (s *Server) remove(ctx context.Context, k *kindInfo, req *metav1.DeleteRequ
 	if err != nil {
 		return nil, err
 	}
+	if k.Kind.Kind == "Pod" {
+		if obj, done, err := s.deletePodGracefully(ctx, k, ns, req, policy); done {
+			return obj, err
+		}
+	}
 	if obj, done, err := s.markDeleted(ctx, k, ns, req, policy); done {
 		return obj, err
 	}

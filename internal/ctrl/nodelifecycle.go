@@ -55,13 +55,19 @@ type NodeLifecycleConfig struct {
 	MonitorPeriod time.Duration
 	// Workers is how many nodes are written to at once.
 	Workers int
+	// OrphanQuarantine is how long a pod must stay bound to a node that does
+	// not exist before it is removed without grace, as Kubernetes' pod
+	// garbage collector does: no agent is left to stop it and confirm. The
+	// wait covers a node and a pod bound to it reaching this controller's
+	// caches in the other order.
+	OrphanQuarantine time.Duration
 }
 
 // DefaultNodeLifecycleConfig returns Kubernetes' defaults: 40s grace, 1m
 // startup grace, eviction after 5m, a pass at least every 5s.
 func DefaultNodeLifecycleConfig() NodeLifecycleConfig {
 	return NodeLifecycleConfig{NodeGracePeriod: 40 * time.Second, NodeStartupGracePeriod: time.Minute,
-		PodEvictionTimeout: 5 * time.Minute, MonitorPeriod: 5 * time.Second, Workers: 8}
+		PodEvictionTimeout: 5 * time.Minute, MonitorPeriod: 5 * time.Second, Workers: 8, OrphanQuarantine: 40 * time.Second}
 }
 
 // Validate checks the settings.
@@ -69,9 +75,9 @@ func (c NodeLifecycleConfig) Validate() error {
 	if c.NodeGracePeriod <= 0 || c.MonitorPeriod <= 0 {
 		return fmt.Errorf("node lifecycle: grace period (%s) and monitor period (%s) must be positive", c.NodeGracePeriod, c.MonitorPeriod)
 	}
-	if c.NodeStartupGracePeriod < 0 || c.PodEvictionTimeout < 0 {
-		return fmt.Errorf("node lifecycle: startup grace period (%s) and pod eviction timeout (%s) must not be negative",
-			c.NodeStartupGracePeriod, c.PodEvictionTimeout)
+	if c.NodeStartupGracePeriod < 0 || c.PodEvictionTimeout < 0 || c.OrphanQuarantine < 0 {
+		return fmt.Errorf("node lifecycle: startup grace period (%s), pod eviction timeout (%s) and orphan quarantine (%s) must not be negative",
+			c.NodeStartupGracePeriod, c.PodEvictionTimeout, c.OrphanQuarantine)
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("node lifecycle: workers must be at least 1, got %d", c.Workers)
@@ -415,6 +421,7 @@ type nlRun struct {
 	// Owned by the pass goroutine.
 	disrupted bool
 	resumed   time.Time
+	orphans   map[string]time.Time // pod UID -> first seen bound to a missing node
 }
 
 // nlPodsByNode indexes pods by spec.nodeName.
@@ -423,7 +430,7 @@ const nlPodsByNode = IndexNodeName
 // Run watches and acts until ctx ends, then returns nil; it returns an error
 // only when it cannot start. Run may be called again after it returned.
 func (c *NodeLifecycle) Run(ctx context.Context) error {
-	r := &nlRun{NodeLifecycle: c, nodes: corev1.NewNodesClient(c.conn), pods: corev1.NewPodsClient(c.conn),
+	r := &nlRun{NodeLifecycle: c, nodes: corev1.NewNodesClient(c.conn), pods: corev1.NewPodsClient(c.conn), orphans: map[string]time.Time{},
 		events:  NewEventRecorder(corev1.NewEventsClient(c.conn), "node-controller", c.clock, c.logger),
 		tracker: newNLTracker(), wake: make(chan struct{}, 1)}
 	g, ctx := errgroup.WithContext(ctx)
@@ -524,13 +531,18 @@ func (r *nlRun) pass(ctx context.Context) (time.Time, bool) {
 		}
 	}
 	r.tracker.setFlagged(d.Unreachable)
+	orphans, next := OrphanedPods(r.podInf.List(), func(n string) bool { _, ok := r.nodeInf.Get("", n); return ok },
+		r.orphans, now, r.cfg.OrphanQuarantine)
+	if !next.IsZero() {
+		d.wakeAt(next)
+	}
+	failed := r.removeOrphans(ctx, orphans)
 	if len(d.Nodes) == 0 {
-		return d.Next, false
+		return d.Next, failed
 	}
 	g := errgroup.Group{}
 	g.SetLimit(r.cfg.Workers)
 	var mu sync.Mutex // guards failed
-	failed := false
 	for _, a := range d.Nodes {
 		g.Go(func() error {
 			if err := r.apply(ctx, a); err != nil {
@@ -546,6 +558,66 @@ func (r *nlRun) pass(ctx context.Context) (time.Time, bool) {
 	}
 	_ = g.Wait()
 	return d.Next, failed
+}
+
+// OrphanedPods returns the pods bound to a node that does not exist and
+// that have been so, by seen, for at least quarantine at now; and when the
+// next one will be due (zero if none waits). seen maps pod UIDs to when each
+// was first found orphaned: OrphanedPods adds the new ones and drops those
+// no longer orphaned or no longer there. Pods are returned sorted by key.
+func OrphanedPods(pods []*corev1.Pod, nodeExists func(string) bool, seen map[string]time.Time, now time.Time, quarantine time.Duration) ([]*corev1.Pod, time.Time) {
+	var due []*corev1.Pod
+	var next time.Time
+	still := make(map[string]bool, len(seen))
+	for _, p := range pods {
+		n := p.GetSpec().GetNodeName()
+		if n == "" || nodeExists(n) {
+			continue
+		}
+		uid := p.GetMetadata().GetUid()
+		still[uid] = true
+		first, ok := seen[uid]
+		if !ok {
+			first = now
+			seen[uid] = now
+		}
+		if at := first.Add(quarantine); now.Before(at) {
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+			continue
+		}
+		due = append(due, p)
+	}
+	for uid := range seen {
+		if !still[uid] {
+			delete(seen, uid)
+		}
+	}
+	slices.SortFunc(due, func(a, b *corev1.Pod) int { return cmp.Compare(KeyOf(a), KeyOf(b)) })
+	return due, next
+}
+
+// removeOrphans deletes pods bound to missing nodes at once (grace period 0,
+// their UID as precondition); it reports whether a delete failed.
+func (r *nlRun) removeOrphans(ctx context.Context, pods []*corev1.Pod) bool {
+	failed := false
+	zero := int64(0)
+	for _, p := range pods {
+		md := p.GetMetadata()
+		_, err := r.pods.Delete(ctx, &metav1.DeleteRequest{Namespace: md.GetNamespace(), Name: md.GetName(), GracePeriodSeconds: &zero,
+			Body: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{Uid: proto.String(md.GetUid())}}})
+		switch {
+		case err == nil:
+			r.logger.Info("removed pod bound to a node that does not exist", "pod", KeyOf(p), "node", p.GetSpec().GetNodeName())
+		case status.Code(err) != codes.NotFound:
+			failed = true
+			if ctx.Err() == nil {
+				r.logger.Debug("remove orphaned pod failed; will retry", "pod", KeyOf(p), "err", err)
+			}
+		}
+	}
+	return failed
 }
 
 func (r *nlRun) podsOn(node string) []*corev1.Pod {

@@ -627,6 +627,7 @@ func TestNodeLifecycleAgainstCluster(t *testing.T) {
 
 	cfg := DefaultNodeLifecycleConfig()
 	cfg.NodeGracePeriod, cfg.NodeStartupGracePeriod, cfg.PodEvictionTimeout, cfg.MonitorPeriod = 2*time.Second, 2*time.Second, 3*time.Second, 500*time.Millisecond
+	cfg.OrphanQuarantine = time.Second
 	nl, err := NewNodeLifecycle(c.Peers[0].Conn, cfg, RealClock(), discardLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -662,6 +663,12 @@ func TestNodeLifecycleAgainstCluster(t *testing.T) {
 		_, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: name})
 		return err == nil
 	}
+	// An evicted pod is Terminating: no agent is left on the dead node to
+	// stop it and remove it.
+	podTerminating := func(name string) bool {
+		p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: name})
+		return err == nil && p.GetMetadata().GetDeletionTimestamp() != nil
+	}
 
 	renewer.set("dead", false)
 	c.WaitFor(20*time.Second, "dead node Ready=Unknown and tainted", func() bool {
@@ -678,9 +685,9 @@ func TestNodeLifecycleAgainstCluster(t *testing.T) {
 		p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "tolerant"})
 		return err == nil && !IsPodReady(p)
 	})
-	c.WaitFor(20*time.Second, "evict-me evicted", func() bool { return !podExists("evict-me") })
+	c.WaitFor(20*time.Second, "evict-me evicted", func() bool { return podTerminating("evict-me") })
 	for _, name := range []string{"tolerant", "ds-pod", "elsewhere"} {
-		if !podExists(name) {
+		if !podExists(name) || podTerminating(name) {
 			t.Errorf("pod %s was evicted", name)
 		}
 	}
@@ -708,5 +715,46 @@ func TestNodeLifecycleAgainstCluster(t *testing.T) {
 	})
 	if !podExists("tolerant") || !podExists("ds-pod") {
 		t.Error("pods that stayed through the outage are gone")
+	}
+
+	// A node removed from the API takes its pods with it, the Terminating
+	// one included: nothing would ever finish them.
+	if _, err := nodes.Delete(ctx, &metav1.DeleteRequest{Name: "dead"}); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(20*time.Second, "the deleted node's pods removed", func() bool {
+		return !podExists("evict-me") && !podExists("tolerant") && !podExists("ds-pod")
+	})
+	if !podExists("elsewhere") {
+		t.Error("a pod on a node still there was removed")
+	}
+}
+
+func TestOrphanedPodsWaitOutTheQuarantine(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	q := 40 * time.Second
+	pods := []*corev1.Pod{nlPod("b", "gone"), nlPod("a", "gone"), nlPod("kept", "here"), nlPod("pending", "")}
+	for i, p := range pods {
+		p.Metadata.Uid = fmt.Sprint("uid-", i)
+	}
+	exists := func(n string) bool { return n == "here" }
+	seen := map[string]time.Time{}
+
+	due, next := OrphanedPods(pods, exists, seen, t0, q)
+	if len(due) != 0 || !next.Equal(t0.Add(q)) || len(seen) != 2 {
+		t.Fatalf("first sight: due %v, next %v, seen %v; want none due, next at +40s, 2 seen", due, next, seen)
+	}
+	due, next = OrphanedPods(pods, exists, seen, t0.Add(q-time.Millisecond), q)
+	if len(due) != 0 || !next.Equal(t0.Add(q)) {
+		t.Fatalf("just before the quarantine ends: due %v, next %v", due, next)
+	}
+	due, next = OrphanedPods(pods, exists, seen, t0.Add(q), q)
+	if len(due) != 2 || due[0].GetMetadata().GetName() != "a" || due[1].GetMetadata().GetName() != "b" || !next.IsZero() {
+		t.Fatalf("quarantine over: due %v, next %v; want a and b, sorted, nothing waiting", due, next)
+	}
+	// A pod whose node came (back) is forgotten: a later orphaning starts over.
+	exists = func(n string) bool { return true }
+	if due, _ := OrphanedPods(pods, exists, seen, t0.Add(2*q), q); len(due) != 0 || len(seen) != 0 {
+		t.Fatalf("nodes back: due %v, seen %v; want none", due, seen)
 	}
 }

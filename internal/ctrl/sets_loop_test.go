@@ -50,7 +50,8 @@ func startSetsLoops(t *testing.T, c *testcluster.Cluster) {
 }
 
 // setsKubelet stands in for the node agents, which do not run here: it marks
-// every bound pod Running and Ready.
+// every bound pod Running and Ready, and deletes (grace period 0) every pod
+// marked for deletion, as an agent does once its containers stopped.
 func setsKubelet(t *testing.T, conn grpc.ClientConnInterface) {
 	t.Helper()
 	pods := corev1.NewPodsClient(conn)
@@ -61,6 +62,12 @@ func setsKubelet(t *testing.T, conn grpc.ClientConnInterface) {
 		for ctx.Err() == nil {
 			if list, err := pods.List(ctx, &metav1.ListRequest{}); err == nil {
 				for _, p := range list.GetItems() {
+					if md := p.GetMetadata(); md.GetDeletionTimestamp() != nil {
+						zero := int64(0)
+						_, _ = pods.Delete(ctx, &metav1.DeleteRequest{Namespace: md.GetNamespace(), Name: md.GetName(), GracePeriodSeconds: &zero,
+							Body: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{Uid: proto.String(md.GetUid())}}})
+						continue
+					}
 					if p.GetSpec().GetNodeName() == "" || (p.GetStatus().GetPhase() == podRunning && IsPodReady(p)) {
 						continue
 					}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	coordinationv1 "github.com/rafter-dev/rafter/gen/rafter/coordination/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
@@ -180,8 +182,21 @@ func createPod(t *testing.T, c *testcluster.Cluster, name, nodeName string) {
 
 func deletePod(t *testing.T, c *testcluster.Cluster, name string) {
 	t.Helper()
-	if _, err := corev1.NewPodsClient(c.Peers[2].Conn).Delete(context.Background(), &metav1.DeleteRequest{Namespace: "default", Name: name}); err != nil {
+	pods := corev1.NewPodsClient(c.Peers[2].Conn)
+	if _, err := pods.Delete(context.Background(), &metav1.DeleteRequest{Namespace: "default", Name: name}); err != nil {
 		t.Fatalf("delete pod %s: %v", name, err)
+	}
+	// Terminating until the hollow node has released it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := pods.Get(context.Background(), &metav1.GetRequest{Namespace: "default", Name: name})
+		if status.Code(err) == codes.NotFound {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s not gone 20s after its deletion: %v", name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rafter-dev/rafter/internal/ctl/client"
 	"github.com/rafter-dev/rafter/internal/ctl/manifest"
@@ -20,6 +21,8 @@ func newDelete(e *env) *cobra.Command {
 		recursive, wait   bool
 		ignoreNotFound    bool
 		selector, cascade string
+		grace             int
+		force, now        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "delete (-f FILE | KIND NAME... | KIND/NAME... | KIND -l SELECTOR)",
@@ -80,8 +83,15 @@ func newDelete(e *env) *cobra.Command {
 					targets = append(targets, located{t, e.nsFor(t.kind, false)})
 				}
 			}
+			opts, err := deleteOptions(cascade, grace, force, now)
+			if err != nil {
+				return err
+			}
+			if g := opts.GracePeriodSeconds; g != nil && *g == 0 {
+				fmt.Fprintln(e.Err, "Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.")
+			}
 			for _, t := range targets {
-				if err := e.deleteOne(cmd, t.target, t.ns, cascade, wait, ignoreNotFound); err != nil {
+				if err := e.deleteOne(cmd, t.target, t.ns, opts, wait, ignoreNotFound); err != nil {
 					failed = true
 				}
 			}
@@ -98,21 +108,47 @@ func newDelete(e *env) *cobra.Command {
 	f.BoolVar(&wait, "wait", false, "wait until each object is gone")
 	f.BoolVar(&ignoreNotFound, "ignore-not-found", false, "treat a missing object as deleted")
 	f.StringVar(&cascade, "cascade", "background", "background, foreground or orphan")
+	f.IntVar(&grace, "grace-period", -1, "seconds given to a pod to terminate gracefully; negative uses the pod's own; 0 only with --force")
+	f.BoolVar(&force, "force", false, "with --grace-period=0, remove pods from the API at once, without waiting for their node to stop them")
+	f.BoolVar(&now, "now", false, "signal pods to stop at once (--grace-period=1)")
 	return cmd
 }
 
-func (e *env) deleteOne(cmd *cobra.Command, t target, ns, cascade string, wait, ignoreNotFound bool) error {
+// deleteOptions turns ctl delete's flags into the request, as kubectl does:
+// --now is --grace-period=1; --grace-period=0 without --force becomes 1 (a
+// pod's node still gets to stop it); --force alone means 0.
+func deleteOptions(cascade string, grace int, force, now bool) (client.DeleteOptions, error) {
+	policy := map[string]string{"background": "Background", "foreground": "Foreground", "orphan": "Orphan"}[cascade]
+	if policy == "" {
+		return client.DeleteOptions{}, fmt.Errorf("invalid --cascade %q: background, foreground or orphan", cascade)
+	}
+	opts := client.DeleteOptions{PropagationPolicy: policy}
+	if now {
+		if grace >= 0 {
+			return opts, fmt.Errorf("--now and --grace-period cannot be specified together")
+		}
+		grace = 1
+	}
+	switch {
+	case force && grace < 0:
+		grace = 0
+	case !force && grace == 0:
+		grace = 1
+	}
+	if grace >= 0 {
+		opts.GracePeriodSeconds = proto.Int64(int64(grace))
+	}
+	return opts, nil
+}
+
+func (e *env) deleteOne(cmd *cobra.Command, t target, ns string, opts client.DeleteOptions, wait, ignoreNotFound bool) error {
 	c, err := e.client()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := e.ctx(cmd)
 	defer cancel()
-	policy := map[string]string{"background": "Background", "foreground": "Foreground", "orphan": "Orphan"}[cascade]
-	if policy == "" {
-		return fmt.Errorf("invalid --cascade %q: background, foreground or orphan", cascade)
-	}
-	_, err = c.Delete(ctx, t.kind, ns, t.name, client.DeleteOptions{PropagationPolicy: policy})
+	_, err = c.Delete(ctx, t.kind, ns, t.name, opts)
 	if status.Code(err) == codes.NotFound && ignoreNotFound {
 		return nil
 	}

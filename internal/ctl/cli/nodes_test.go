@@ -8,10 +8,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	appsv1 "github.com/rafter-dev/rafter/gen/rafter/apps/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
@@ -316,6 +318,8 @@ func TestDrainEvicts(t *testing.T) {
 		t.Fatal("web-1 is gone although its eviction was refused")
 	}
 
+	// An evicted pod is Terminating until its node's agent has stopped it.
+	playNodeAgent(t, c)
 	var evictions []*corev1.CreateEvictionRequest
 	record := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		switch method {
@@ -347,4 +351,32 @@ func TestDrainEvicts(t *testing.T) {
 		t.Errorf("after drain: web-1 exists %v (want false), agent-n1 exists %v (want true)",
 			exists("default", "web-1"), exists("kube-system", "agent-n1"))
 	}
+}
+
+// playNodeAgent does, until the test ends, the part of a node agent that
+// ends graceful deletion: every pod marked for deletion is deleted with a
+// grace period of 0, as an agent does once the containers have stopped.
+func playNodeAgent(t *testing.T, c *testcluster.Cluster) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	pods := corev1.NewPodsClient(c.Peers[1].Conn)
+	go func() {
+		defer close(done)
+		zero := int64(0)
+		for ctx.Err() == nil {
+			list, err := pods.List(ctx, &metav1.ListRequest{})
+			for _, p := range list.GetItems() {
+				md := p.GetMetadata()
+				if err == nil && md.GetDeletionTimestamp() != nil {
+					_, _ = pods.Delete(ctx, &metav1.DeleteRequest{Namespace: md.GetNamespace(), Name: md.GetName(), GracePeriodSeconds: &zero,
+						Body: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{Uid: proto.String(md.GetUid())}}})
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
 }

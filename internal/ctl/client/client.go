@@ -255,6 +255,9 @@ func (c *Client) write(ctx context.Context, k kinds.Kind, verb, namespace, name 
 type DeleteOptions struct {
 	PropagationPolicy string
 	ResourceVersion   string // precondition
+	// GracePeriodSeconds, when set, overrides a pod's
+	// terminationGracePeriodSeconds; 0 removes it at once.
+	GracePeriodSeconds *int64
 }
 
 // Delete deletes one object and returns it as it was.
@@ -263,6 +266,7 @@ func (c *Client) Delete(ctx context.Context, k kinds.Kind, namespace, name strin
 	if opts.ResourceVersion != "" {
 		req.Body = &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &opts.ResourceVersion}}
 	}
+	req.GracePeriodSeconds = opts.GracePeriodSeconds
 	_, out, err := newRequest(k, "Delete")
 	if err != nil {
 		return nil, err
