@@ -66,7 +66,7 @@ func TestPodEvictionREST(t *testing.T) {
 	})
 
 	// A pod held by a finalizer is only marked for deletion; the eviction still
-	// answers 201 (a DELETE would answer 202), through every peer.
+	// answers 201 (a DELETE can answer 200 or 202), through every peer.
 	createPod(t, c, "held", `,"finalizers":["example.com/hold"]`)
 	for i := range c.Peers {
 		code, b, _ := c.Do(i, "POST", podsPath+"/held/eviction", eviction("held", ""))

@@ -41,7 +41,8 @@ const (
 var collectedOwners = map[string]bool{"Deployment": true, "ReplicaSet": true, "DaemonSet": true, "StatefulSet": true}
 
 // httpCodeHeader carries an HTTP status other than 200 from a gRPC handler to
-// the REST gateway (202 Accepted for a delete that only marked the object).
+// the REST gateway (202 Accepted for a delete that only marked the object, see
+// accepted).
 const httpCodeHeader = "x-rafter-http-code"
 
 // propagationPolicy returns the effective policy of a delete request: the query
@@ -114,7 +115,7 @@ func (s *Server) markDeleted(ctx context.Context, k *kindInfo, ns string, req *m
 			return nil, false, nil
 		}
 		if md.GetDeletionTimestamp() != nil && slices.Equal(want, md.GetFinalizers()) {
-			accepted(ctx)
+			accepted(ctx, req)
 			return obj, true, nil // already marked as asked
 		}
 		next := proto.Clone(obj).(fsm.Object)
@@ -139,14 +140,19 @@ func (s *Server) markDeleted(ctx context.Context, k *kindInfo, ns string, req *m
 		if err != nil {
 			return nil, true, statusFromStore(*k, name, err)
 		}
-		accepted(ctx)
+		accepted(ctx, req)
 		return stored, true, nil
 	}
 }
 
-// accepted makes the REST answer 202: the object is marked, not yet deleted.
-func accepted(ctx context.Context) {
-	_ = grpc.SetHeader(ctx, metadata.Pairs(httpCodeHeader, "202"))
+// accepted makes the REST answer to a delete that only marked the object 202
+// when the request asked for cascading deletion the deprecated way
+// (orphanDependents: false), and leaves it 200 otherwise: Kubernetes' rule,
+// kept for the clients that rely on it.
+func accepted(ctx context.Context, req *metav1.DeleteRequest) {
+	if b := req.GetBody(); b != nil && b.OrphanDependents != nil && !*b.OrphanDependents {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(httpCodeHeader, "202"))
+	}
 }
 
 // finalized reports whether an update leaves obj marked for deletion with no

@@ -8,9 +8,10 @@ import (
 )
 
 // TestDeleteWaitsForFinalizers: an object with finalizers is only marked by
-// DELETE (202, deletionTimestamp set), may then lose finalizers but gain none,
-// and goes when the last one is removed. Requests go to every peer, so the 202
-// also survives forwarding to the leader.
+// DELETE (200 with deletionTimestamp set; 202 when the body asks for cascading
+// deletion with orphanDependents: false, as Kubernetes answers), may then lose
+// finalizers but gain none, and goes when the last one is removed. Requests go
+// to every peer, so the 202 also survives forwarding to the leader.
 func TestDeleteWaitsForFinalizers(t *testing.T) {
 	c := testcluster.New(t, 3)
 	const cmPath = "/api/v1/namespaces/default/configmaps"
@@ -19,8 +20,12 @@ func TestDeleteWaitsForFinalizers(t *testing.T) {
 	}
 	for i := range 3 {
 		code, b, _ := c.Do(i, "DELETE", cmPath+"/held", "")
+		if code != 200 || !strings.Contains(string(b), `"deletionTimestamp"`) {
+			t.Fatalf("delete through peer %d: %d %s, want 200 with a deletionTimestamp", i, code, b)
+		}
+		code, b, _ = c.Do(i, "DELETE", cmPath+"/held", `{"orphanDependents":false}`)
 		if code != 202 || !strings.Contains(string(b), `"deletionTimestamp"`) {
-			t.Fatalf("delete through peer %d: %d %s, want 202 with a deletionTimestamp", i, code, b)
+			t.Fatalf("delete with orphanDependents false through peer %d: %d %s, want 202 with a deletionTimestamp", i, code, b)
 		}
 	}
 	code, b, _ := c.Do(1, "GET", cmPath+"/held", "")
@@ -62,9 +67,9 @@ func TestPropagationPoliciesSetFinalizers(t *testing.T) {
 		t.Fatalf("create: %d %s", code, b)
 	}
 	runCases(t, c, []apiCase{
-		{"foreground", "DELETE", dPath + "/d?propagationPolicy=Foreground", "", 202, []string{`"finalizers":["foregroundDeletion"]`, `"deletionTimestamp"`}, nil},
-		{"then orphan", "DELETE", dPath + "/d?propagationPolicy=Orphan", "", 202, []string{`"finalizers":["orphan"]`}, []string{"foregroundDeletion"}},
+		{"foreground", "DELETE", dPath + "/d?propagationPolicy=Foreground", "", 200, []string{`"finalizers":["foregroundDeletion"]`, `"deletionTimestamp"`}, nil},
+		{"then orphan", "DELETE", dPath + "/d?propagationPolicy=Orphan", "", 200, []string{`"finalizers":["orphan"]`}, []string{"foregroundDeletion"}},
 		{"still there", "GET", dPath + "/d", "", 200, []string{`"finalizers":["orphan"]`}, nil},
-		{"background keeps what holds it", "DELETE", dPath + "/d", "", 202, []string{`"finalizers":["orphan"]`}, nil},
+		{"background keeps what holds it", "DELETE", dPath + "/d", "", 200, []string{`"finalizers":["orphan"]`}, nil},
 	})
 }

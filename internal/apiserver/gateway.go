@@ -123,8 +123,8 @@ func httpError(ctx context.Context, mux *runtime.ServeMux, _ runtime.Marshaler, 
 // streamStart writes the 200 and flushes it as soon as a watch stream starts, so
 // clients see the response before the first event.
 // It also answers a successful create, binding or eviction with 201 Created, and a
-// delete that only marked the object for deletion with 202 Accepted, as Kubernetes
-// does.
+// delete that only marked the object for deletion with 202 Accepted when the
+// handler asked for it (see accepted), as Kubernetes does.
 func streamStart(ctx context.Context, w http.ResponseWriter, resp proto.Message) error {
 	if resp != nil {
 		if md, ok := runtime.ServerMetadataFromContext(ctx); ok && slices.Contains(md.HeaderMD.Get(httpCodeHeader), "202") {

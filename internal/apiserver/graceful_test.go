@@ -108,8 +108,8 @@ func TestPodDeletionIsGraceful(t *testing.T) {
 	start = time.Now()
 	code, b, _ = c.Do(0, "DELETE", podsPath+"/held", "")
 	expectMarked("held", code, b, 30, start)
-	if code, b, _ := c.Do(0, "DELETE", podsPath+"/held?gracePeriodSeconds=0", ""); code != 202 {
-		t.Fatalf("final delete of a pod with a finalizer: %d %s, want 202", code, b)
+	if code, b, _ := c.Do(0, "DELETE", podsPath+"/held?gracePeriodSeconds=0", ""); code != 200 {
+		t.Fatalf("final delete of a pod with a finalizer: %d %s, want 200", code, b)
 	}
 	code, b, _ = c.Do(0, "GET", podsPath+"/held", "")
 	if m := decode(b); code != 200 || len(m.Metadata.Finalizers) != 1 || m.Metadata.DeletionTimestamp == nil {
