@@ -1,6 +1,8 @@
 package apiserver
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -8,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"slices"
 
 	appsv1 "github.com/rafter-dev/rafter/gen/rafter/apps/v1"
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"

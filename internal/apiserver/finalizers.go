@@ -98,6 +98,41 @@ func finalizersFor(kind string, current []string, policy string) []string {
 // done=false and the caller removes it. Preconditions in req apply to the
 // marking write.
 func (s *Server) markDeleted(ctx context.Context, k *kindInfo, ns string, req *metav1.DeleteRequest, policy string) (fsm.Object, bool, error) {
+	obj, done, err := s.markForDeletion(ctx, k, ns, req, func(obj fsm.Object) (keep, next fsm.Object) {
+		md := obj.GetMetadata()
+		want := finalizersFor(k.Kind.Kind, md.GetFinalizers(), policy)
+		if len(want) == 0 {
+			return nil, nil
+		}
+		if md.GetDeletionTimestamp() != nil && slices.Equal(want, md.GetFinalizers()) {
+			return obj, nil // already marked as asked
+		}
+		next = proto.Clone(obj).(fsm.Object)
+		nmd := next.GetMetadata()
+		if nmd.DeletionTimestamp == nil {
+			nmd.DeletionTimestamp = timestamppb.New(s.cfg.Clock.Now().UTC().Truncate(1e9))
+			nmd.DeletionGracePeriodSeconds = proto.Int64(0)
+		}
+		nmd.Finalizers = want
+		return nil, next
+	})
+	if done && err == nil {
+		accepted(ctx, req)
+	}
+	return obj, done, err
+}
+
+// markForDeletion is the write of every DELETE that marks an object instead
+// of removing it (finalizers, graceful pod deletion, namespace termination).
+// It reads the object, checks req's UID precondition, and asks decide: keep
+// answers keep as it is and writes nothing; next (a modified clone) is
+// written; neither means the object is not to be marked, and markForDeletion
+// returns done=false for the caller to remove it. The write carries req's
+// resourceVersion precondition, else the version read; in the latter case a
+// conflict reads again and retries (five times), like an unconditional update.
+// A dry run returns next unwritten.
+func (s *Server) markForDeletion(ctx context.Context, k *kindInfo, ns string, req *metav1.DeleteRequest,
+	decide func(obj fsm.Object) (keep, next fsm.Object)) (fsm.Object, bool, error) {
 	name := req.GetName()
 	pre := req.GetBody().GetPreconditions()
 	for attempt := 0; ; attempt++ {
@@ -110,22 +145,13 @@ func (s *Server) markDeleted(ctx context.Context, k *kindInfo, ns string, req *m
 			return nil, true, apiError(ReasonConflict, fmt.Sprintf("Precondition failed: UID in precondition: %s, UID in object meta: %s", uid, md.GetUid()),
 				&metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Resource})
 		}
-		want := finalizersFor(k.Kind.Kind, md.GetFinalizers(), policy)
-		if len(want) == 0 {
+		keep, next := decide(obj)
+		switch {
+		case keep != nil:
+			return keep, true, nil
+		case next == nil:
 			return nil, false, nil
-		}
-		if md.GetDeletionTimestamp() != nil && slices.Equal(want, md.GetFinalizers()) {
-			accepted(ctx, req)
-			return obj, true, nil // already marked as asked
-		}
-		next := proto.Clone(obj).(fsm.Object)
-		nmd := next.GetMetadata()
-		if nmd.DeletionTimestamp == nil {
-			nmd.DeletionTimestamp = timestamppb.New(s.cfg.Clock.Now().UTC().Truncate(1e9))
-			nmd.DeletionGracePeriodSeconds = proto.Int64(0)
-		}
-		nmd.Finalizers = want
-		if isDryRun(req) || containsAll(req.GetBody().GetDryRun()) {
+		case isDryRun(req) || containsAll(req.GetBody().GetDryRun()):
 			return next, true, nil
 		}
 		expected := pre.GetResourceVersion()
@@ -140,7 +166,6 @@ func (s *Server) markDeleted(ctx context.Context, k *kindInfo, ns string, req *m
 		if err != nil {
 			return nil, true, statusFromStore(*k, name, err)
 		}
-		accepted(ctx, req)
 		return stored, true, nil
 	}
 }

@@ -2,8 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -48,52 +46,25 @@ func podGracePeriod(pod *corev1.Pod, req *metav1.DeleteRequest) int64 {
 // the caller then deletes it (markDeleted first, for finalizers).
 // Preconditions in req apply to the marking write.
 func (s *Server) deletePodGracefully(ctx context.Context, k *kindInfo, ns string, req *metav1.DeleteRequest, policy string) (fsm.Object, bool, error) {
-	name := req.GetName()
-	pre := req.GetBody().GetPreconditions()
-	for attempt := 0; ; attempt++ {
-		obj, ok := s.fsm.View().Get(k.Kind.Kind, ns, name)
-		if !ok {
-			return nil, true, notFound(*k, name)
-		}
+	return s.markForDeletion(ctx, k, ns, req, func(obj fsm.Object) (keep, next fsm.Object) {
 		pod, ok := obj.(*corev1.Pod)
 		if !ok {
-			return nil, false, nil
-		}
-		md := pod.GetMetadata()
-		if uid := pre.GetUid(); uid != "" && uid != md.GetUid() {
-			return nil, true, apiError(ReasonConflict, fmt.Sprintf("Precondition failed: UID in precondition: %s, UID in object meta: %s", uid, md.GetUid()),
-				&metav1.StatusDetails{Name: name, Group: k.Group, Kind: k.Resource})
+			return nil, nil
 		}
 		period := podGracePeriod(pod, req)
 		if period == 0 {
-			return nil, false, nil
+			return nil, nil
 		}
-		now := s.cfg.Clock.Now().UTC()
-		deadline := now.Add(time.Duration(period) * time.Second).Truncate(time.Second)
+		md := pod.GetMetadata()
+		deadline := s.cfg.Clock.Now().UTC().Add(time.Duration(period) * time.Second).Truncate(time.Second)
 		if dt := md.GetDeletionTimestamp(); dt != nil && md.DeletionGracePeriodSeconds != nil && *md.DeletionGracePeriodSeconds > 0 &&
 			!deadline.Before(dt.AsTime()) {
-			return pod, true, nil // already terminating, no sooner than asked
+			return pod, nil // already terminating, no later than asked
 		}
-		next := proto.Clone(pod).(*corev1.Pod)
-		nmd := next.GetMetadata()
-		nmd.DeletionTimestamp = timestamppb.New(deadline)
-		nmd.DeletionGracePeriodSeconds = proto.Int64(period)
-		nmd.Finalizers = finalizersFor(k.Kind.Kind, md.GetFinalizers(), policy)
-		if isDryRun(req) || containsAll(req.GetBody().GetDryRun()) {
-			return next, true, nil
-		}
-		expected := pre.GetResourceVersion()
-		precondition := expected
-		if precondition == "" {
-			precondition = md.GetResourceVersion()
-		}
-		stored, err := s.put(ctx, k, next, false, precondition)
-		if err != nil && expected == "" && attempt < 5 && errors.Is(err, fsm.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, true, statusFromStore(*k, name, err)
-		}
-		return stored, true, nil
-	}
+		marked := proto.Clone(pod).(*corev1.Pod)
+		marked.Metadata.DeletionTimestamp = timestamppb.New(deadline)
+		marked.Metadata.DeletionGracePeriodSeconds = proto.Int64(period)
+		marked.Metadata.Finalizers = finalizersFor(k.Kind.Kind, md.GetFinalizers(), policy)
+		return nil, marked
+	})
 }

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -25,52 +24,28 @@ const namespaceFinalizer = "kubernetes"
 // false and the caller removes it from the store. Preconditions in req apply to the
 // first step.
 func (s *Server) terminateNamespace(ctx context.Context, k *kindInfo, req *metav1.DeleteRequest) (proto.Message, bool, error) {
-	name := req.GetName()
-	for attempt := 0; ; attempt++ {
-		obj, ok := s.fsm.View().Get("Namespace", "", name)
-		if !ok {
-			return nil, true, notFound(*k, name)
-		}
+	return s.markForDeletion(ctx, k, "", req, func(obj fsm.Object) (keep, next fsm.Object) {
 		ns := obj.(*corev1.Namespace)
 		if ns.GetMetadata().GetDeletionTimestamp() != nil {
 			if len(ns.GetSpec().GetFinalizers()) > 0 {
-				return ns, true, nil // already terminating
+				return ns, nil // already terminating
 			}
-			return nil, false, nil
+			return nil, nil
 		}
-		pre := req.GetBody().GetPreconditions()
-		if uid := pre.GetUid(); uid != "" && uid != ns.GetMetadata().GetUid() {
-			return nil, true, apiError(ReasonConflict, fmt.Sprintf("Precondition failed: UID in precondition: %s, UID in object meta: %s", uid, ns.GetMetadata().GetUid()), nil)
+		marked := proto.Clone(ns).(*corev1.Namespace)
+		marked.Metadata.DeletionTimestamp = timestamppb.New(s.cfg.Clock.Now().UTC())
+		if marked.Spec == nil {
+			marked.Spec = &corev1.NamespaceSpec{}
 		}
-		expected := pre.GetResourceVersion()
-		if isDryRun(req) || containsAll(req.GetBody().GetDryRun()) {
-			return ns, true, nil
+		if !slices.Contains(marked.Spec.Finalizers, namespaceFinalizer) {
+			marked.Spec.Finalizers = append(marked.Spec.Finalizers, namespaceFinalizer)
 		}
-		next := proto.Clone(ns).(*corev1.Namespace)
-		next.Metadata.DeletionTimestamp = timestamppb.New(s.cfg.Clock.Now().UTC())
-		if next.Spec == nil {
-			next.Spec = &corev1.NamespaceSpec{}
+		if marked.Status == nil {
+			marked.Status = &corev1.NamespaceStatus{}
 		}
-		if !slices.Contains(next.Spec.Finalizers, namespaceFinalizer) {
-			next.Spec.Finalizers = append(next.Spec.Finalizers, namespaceFinalizer)
-		}
-		if next.Status == nil {
-			next.Status = &corev1.NamespaceStatus{}
-		}
-		next.Status.Phase = "Terminating"
-		precondition := expected
-		if precondition == "" {
-			precondition = ns.GetMetadata().GetResourceVersion()
-		}
-		stored, err := s.put(ctx, k, next, false, precondition)
-		if err != nil && expected == "" && attempt < 5 && errors.Is(err, fsm.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, true, statusFromStore(*k, name, err)
-		}
-		return stored, true, nil
-	}
+		marked.Status.Phase = "Terminating"
+		return nil, marked
+	})
 }
 
 // namespaceTerminating reports whether ns is being deleted: nothing new may be
