@@ -16,6 +16,8 @@ import (
 	corev1 "github.com/rafter-dev/rafter/gen/rafter/core/v1"
 	metav1 "github.com/rafter-dev/rafter/gen/rafter/meta/v1"
 	"github.com/rafter-dev/rafter/internal/testimage"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Logs, exec and image loads through the API's streaming proxy to the node
@@ -50,9 +52,9 @@ spec:
 }
 
 // deletePod deletes a pod; the function it returns waits until the node has
-// torn it down (its network namespace and log directory are gone). The API
-// forgets a pod at once, so without the wait a test could end, and stop the
-// node, in the middle of the teardown.
+// torn it down (its network namespace and log directory are gone) and the
+// pod has left the API, so that a test does not end, and stop the node, in
+// the middle of the teardown.
 func (c *cluster) deletePod(ctx context.Context, dataDir, name string) func() {
 	c.t.Helper()
 	p, err := corev1.NewPodsClient(c.conn(0)).Get(ctx, &metav1.GetRequest{Namespace: "default", Name: name})
@@ -68,6 +70,9 @@ func (c *cluster) deletePod(ctx context.Context, dataDir, name string) func() {
 				if _, err := os.Stat(path); err == nil {
 					return fmt.Errorf("%s is still there", path)
 				}
+			}
+			if _, err := corev1.NewPodsClient(c.conn(0)).Get(ctx, &metav1.GetRequest{Namespace: "default", Name: name}); status.Code(err) != codes.NotFound {
+				return fmt.Errorf("pod still in the API (%v)", err)
 			}
 			return nil
 		})
@@ -301,4 +306,51 @@ func TestImageLoad(t *testing.T) {
 		t.Fatalf("ctl image load of junk: exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
 	c.deletePod(ctx, dataDir, "loaded")()
+}
+
+// TestRealPodDeletionIsGraceful: a deleted pod reads Terminating
+// (deletionTimestamp, deletionGracePeriodSeconds) while its node stops it:
+// SIGTERM first; a process that ignores it runs on until the grace period
+// (5 s) ends and is then killed; only then does the pod leave the API.
+func TestRealPodDeletionIsGraceful(t *testing.T) {
+	c, image, _, dataDir, _ := realSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c.applyPod(ctx, "stubborn", image, "    args: [\"-ignore-term\"]\n")
+	pid := pidOf(t, "stubborn")
+	if pid == 0 {
+		t.Fatal("no process for pod stubborn")
+	}
+	pods := corev1.NewPodsClient(c.conn(0))
+	deleted := time.Now()
+	done := c.deletePod(ctx, dataDir, "stubborn")
+
+	p, err := pods.Get(ctx, &metav1.GetRequest{Namespace: "default", Name: "stubborn"})
+	if err != nil {
+		t.Fatalf("a pod being stopped must still be in the API: %v", err)
+	}
+	if md := p.GetMetadata(); md.GetDeletionTimestamp() == nil || md.GetDeletionGracePeriodSeconds() != 5 {
+		t.Fatalf("deleted pod's metadata: deletionTimestamp %v, deletionGracePeriodSeconds %d; want set, 5",
+			md.GetDeletionTimestamp(), md.GetDeletionGracePeriodSeconds())
+	}
+	if out := c.ctl("get", "pod", "stubborn"); !strings.Contains(out, "Terminating") {
+		t.Fatalf("ctl get pod while it stops:\n%s\nwant STATUS Terminating", out)
+	}
+	c.eventually(10*time.Second, "the container got SIGTERM", func() error {
+		if out := c.ctl("logs", "stubborn"); !strings.Contains(out, "SIGTERM: ignored") {
+			return fmt.Errorf("ctl logs: %q", out)
+		}
+		return nil
+	})
+	time.Sleep(time.Until(deleted.Add(2 * time.Second)))
+	if pidOf(t, "stubborn") != pid {
+		t.Fatalf("the process was gone %v after the delete, before its 5 s grace period ended", time.Since(deleted).Round(time.Millisecond))
+	}
+	done()
+	if pidOf(t, "stubborn") != 0 {
+		t.Fatal("the process outlived its pod")
+	}
+	if took := time.Since(deleted); took < 4*time.Second {
+		t.Fatalf("the pod left the API %v after the delete, before its 5 s grace period ended", took.Round(time.Millisecond))
+	}
 }

@@ -39,6 +39,7 @@ func main() {
 	}
 	exit := flag.Int("exit", -1, "exit at once with this code")
 	alloc := flag.Int64("alloc", 0, "allocate and touch this many bytes")
+	ignoreTerm := flag.Bool("ignore-term", false, "log SIGTERM and keep running (only SIGKILL stops it)")
 	flag.Parse()
 	if *exit >= 0 {
 		fmt.Printf("exiting with %d\n", *exit)
@@ -88,9 +89,14 @@ func main() {
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)
-		<-sig
-		fmt.Println("SIGTERM: shutting down")
-		os.Exit(0)
+		for range sig {
+			if *ignoreTerm {
+				fmt.Println("SIGTERM: ignored")
+				continue
+			}
+			fmt.Println("SIGTERM: shutting down")
+			os.Exit(0)
+		}
 	}()
 	fmt.Printf("podapp on %s listening on :%s\n", host, port)
 	if err := http.ListenAndServe(":"+port, mux); err != nil {
