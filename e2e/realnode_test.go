@@ -73,7 +73,8 @@ func (c *cluster) startRealNode(name string, pluginDir string) (*exec.Cmd, strin
 	log := &syncBuffer{}
 	cmd := exec.Command(nodeagentBin, "--name="+name, "--server="+strings.Join(addrs, ","), "--data-dir="+dataDir,
 		"--node-ip=127.0.0.1", "--cni-bin-dir="+pluginDir, "--runtime-root=/run/rafter-e2e/"+name,
-		"--lease-interval=1s", "--log-level=debug", "--bridge="+e2eBridge)
+		"--lease-interval=1s", "--log-level=debug", "--bridge="+e2eBridge,
+		"--agent-port=0") // any free port: a local `make run` node may hold 10250
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
