@@ -22,8 +22,8 @@ import (
 // A second DELETE may shorten the period, never lengthen it.
 
 // podGracePeriod is the grace period a DELETE of pod asks for: the
-// request's (query parameter, else body), else the pod's
-// terminationGracePeriodSeconds, else 30; 0 when no node runs the pod.
+// request's (query parameter, else body; a negative one is 1), else the
+// pod's terminationGracePeriodSeconds, else 30; 0 when no node runs the pod.
 func podGracePeriod(pod *corev1.Pod, req *metav1.DeleteRequest) int64 {
 	period := int64(30)
 	if spec := pod.GetSpec(); spec != nil && spec.TerminationGracePeriodSeconds != nil {
@@ -34,8 +34,11 @@ func podGracePeriod(pod *corev1.Pod, req *metav1.DeleteRequest) int64 {
 	} else if b := req.GetBody(); b != nil && b.GracePeriodSeconds != nil {
 		period = *b.GracePeriodSeconds
 	}
+	if period < 0 {
+		period = 1 // as Kubernetes treats a negative request
+	}
 	phase := pod.GetStatus().GetPhase()
-	if pod.GetSpec().GetNodeName() == "" || phase == "Succeeded" || phase == "Failed" || period < 0 {
+	if pod.GetSpec().GetNodeName() == "" || phase == "Succeeded" || phase == "Failed" {
 		period = 0
 	}
 	return period

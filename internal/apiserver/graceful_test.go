@@ -71,6 +71,9 @@ func TestPodDeletionIsGraceful(t *testing.T) {
 	start = time.Now()
 	code, b, _ = c.Do(0, "DELETE", podsPath+"/web", `{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":5}`)
 	expectMarked("a shorter period (body)", code, b, 5, start)
+	start = time.Now()
+	code, b, _ = c.Do(2, "DELETE", podsPath+"/web?gracePeriodSeconds=-3", "")
+	expectMarked("a negative period counts as 1", code, b, 1, start)
 
 	if code, b, _ := c.Do(1, "DELETE", podsPath+"/web?gracePeriodSeconds=0", ""); code != 200 {
 		t.Fatalf("delete with grace period 0: %d %s", code, b)
