@@ -79,72 +79,51 @@ func (c *APIClient) get(key string, read func(ctx context.Context) (proto.Messag
 	return obj, err
 }
 
-// ConfigMap implements ObjectSource.
-func (c *APIClient) ConfigMap(ns, name string) (*corev1.ConfigMap, error) {
-	obj, err := c.get("configmap/"+ns+"/"+name, func(ctx context.Context) (proto.Message, error) {
-		var out *corev1.ConfigMap
+// cachedGet reads key through the cache (get), fetching it from the current
+// peer (call) when it is not fresh.
+func cachedGet[T proto.Message](c *APIClient, key string, fetch func(context.Context, grpc.ClientConnInterface) (T, error)) (T, error) {
+	obj, err := c.get(key, func(ctx context.Context) (proto.Message, error) {
+		var out T
 		err := c.call(ctx, func(cc grpc.ClientConnInterface) error {
 			var err error
-			out, err = corev1.NewConfigMapsClient(cc).Get(ctx, &metav1.GetRequest{Namespace: ns, Name: name})
+			out, err = fetch(ctx, cc)
 			return err
 		})
 		return out, err
 	})
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	return obj.(*corev1.ConfigMap), nil
+	return obj.(T), nil
+}
+
+// ConfigMap implements ObjectSource.
+func (c *APIClient) ConfigMap(ns, name string) (*corev1.ConfigMap, error) {
+	return cachedGet(c, "configmap/"+ns+"/"+name, func(ctx context.Context, cc grpc.ClientConnInterface) (*corev1.ConfigMap, error) {
+		return corev1.NewConfigMapsClient(cc).Get(ctx, &metav1.GetRequest{Namespace: ns, Name: name})
+	})
 }
 
 // Secret implements ObjectSource.
 func (c *APIClient) Secret(ns, name string) (*corev1.Secret, error) {
-	obj, err := c.get("secret/"+ns+"/"+name, func(ctx context.Context) (proto.Message, error) {
-		var out *corev1.Secret
-		err := c.call(ctx, func(cc grpc.ClientConnInterface) error {
-			var err error
-			out, err = corev1.NewSecretsClient(cc).Get(ctx, &metav1.GetRequest{Namespace: ns, Name: name})
-			return err
-		})
-		return out, err
+	return cachedGet(c, "secret/"+ns+"/"+name, func(ctx context.Context, cc grpc.ClientConnInterface) (*corev1.Secret, error) {
+		return corev1.NewSecretsClient(cc).Get(ctx, &metav1.GetRequest{Namespace: ns, Name: name})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return obj.(*corev1.Secret), nil
 }
 
 // PersistentVolumeClaim implements ClaimSource.
 func (c *APIClient) PersistentVolumeClaim(ns, name string) (*corev1.PersistentVolumeClaim, error) {
-	obj, err := c.get("pvc/"+ns+"/"+name, func(ctx context.Context) (proto.Message, error) {
-		var out *corev1.PersistentVolumeClaim
-		err := c.call(ctx, func(cc grpc.ClientConnInterface) error {
-			var err error
-			out, err = corev1.NewPersistentVolumeClaimsClient(cc).Get(ctx, &metav1.GetRequest{Namespace: ns, Name: name})
-			return err
-		})
-		return out, err
+	return cachedGet(c, "pvc/"+ns+"/"+name, func(ctx context.Context, cc grpc.ClientConnInterface) (*corev1.PersistentVolumeClaim, error) {
+		return corev1.NewPersistentVolumeClaimsClient(cc).Get(ctx, &metav1.GetRequest{Namespace: ns, Name: name})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return obj.(*corev1.PersistentVolumeClaim), nil
 }
 
 // PersistentVolume implements ClaimSource.
 func (c *APIClient) PersistentVolume(name string) (*corev1.PersistentVolume, error) {
-	obj, err := c.get("pv/"+name, func(ctx context.Context) (proto.Message, error) {
-		var out *corev1.PersistentVolume
-		err := c.call(ctx, func(cc grpc.ClientConnInterface) error {
-			var err error
-			out, err = corev1.NewPersistentVolumesClient(cc).Get(ctx, &metav1.GetRequest{Name: name})
-			return err
-		})
-		return out, err
+	return cachedGet(c, "pv/"+name, func(ctx context.Context, cc grpc.ClientConnInterface) (*corev1.PersistentVolume, error) {
+		return corev1.NewPersistentVolumesClient(cc).Get(ctx, &metav1.GetRequest{Name: name})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return obj.(*corev1.PersistentVolume), nil
 }
 
 // WriteStatus implements PodAPI: the status goes on the pod as last read, with

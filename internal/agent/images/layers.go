@@ -10,6 +10,7 @@ import (
 	"os"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/rafter-dev/rafter/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -133,7 +134,7 @@ func (s *Store) unpack(ctx context.Context, diffID v1.Hash, open func() (io.Read
 		return fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	done = true
-	if err := syncDir(s.path("layers")); err != nil {
+	if err := atomicfile.SyncDir(s.path("layers")); err != nil {
 		return fmt.Errorf("layer %s: sync: %w", diffID, err)
 	}
 	s.log.Debug("unpacked layer", "diffID", diffID.String())

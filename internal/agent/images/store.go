@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rafter-dev/rafter/internal/atomicfile"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -320,7 +321,7 @@ func (s *Store) record(rec *imageRecord, refs []string) (*Image, error) {
 	s.mu.Unlock()
 	if !ok {
 		name := strings.TrimPrefix(rec.Digest, "sha256:") + ".json"
-		if err := s.writeJSON(s.path("images", "digests", name), rec); err != nil {
+		if err := atomicfile.WriteJSON(s.path("images", "digests", name), rec); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
@@ -337,7 +338,7 @@ func (s *Store) record(rec *imageRecord, refs []string) (*Image, error) {
 		}
 		sum := sha256.Sum256([]byte(ref))
 		name := hex.EncodeToString(sum[:]) + ".json"
-		if err := s.writeJSON(s.path("images", "refs", name), refRecord{Ref: ref, Digest: rec.Digest}); err != nil {
+		if err := atomicfile.WriteJSON(s.path("images", "refs", name), refRecord{Ref: ref, Digest: rec.Digest}); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
@@ -351,43 +352,6 @@ func (s *Store) record(rec *imageRecord, refs []string) (*Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.imageLocked(ref, stored), nil
-}
-
-// writeJSON writes v to path atomically: a synced temp file renamed over it.
-func (s *Store) writeJSON(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func readJSON(path string, v any) error {

@@ -56,40 +56,6 @@ func containerDir(root, id string) string { return filepath.Join(root, id) }
 
 func socketPath(root, id string) string { return filepath.Join(root, id, sockFile) }
 
-// writeJSONAtomic replaces path with v's JSON so that a reader, or a crash at
-// any point, sees either the old file or the whole new one.
-func writeJSONAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
-}
-
 // readJSON decodes path into v and reports false if it does not exist.
 func readJSON(path string, v any) (bool, error) {
 	data, err := os.ReadFile(path)

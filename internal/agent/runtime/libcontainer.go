@@ -19,6 +19,7 @@ import (
 
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/rafter-dev/rafter/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +98,7 @@ func (r *Libcontainer) Create(ctx context.Context, spec ContainerSpec) error {
 }
 
 func (r *Libcontainer) startShim(ctx context.Context, dir string, rec containerRecord) error {
-	if err := writeJSONAtomic(filepath.Join(dir, specFile), rec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, specFile), rec); err != nil {
 		return fmt.Errorf("write spec: %w", err)
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, shimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/cgroups/fs2"
 	"github.com/opencontainers/cgroups/fscommon"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/rafter-dev/rafter/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -164,7 +165,7 @@ func newShim(root, id string) (*net.UnixListener, *shim, error) {
 	}
 	self, err := selfRecord()
 	if err == nil {
-		err = writeJSONAtomic(filepath.Join(s.dir, shimFile), self)
+		err = atomicfile.WriteJSON(filepath.Join(s.dir, shimFile), self)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("shim: record own pid: %w", err)
@@ -352,7 +353,7 @@ func (s *shim) startProcess() (startRecord, error) {
 			procRecord: procRecord{Pid: st.InitProcessPid, StartTime: st.InitProcessStartTime},
 			StartedAt:  time.Now(),
 		}
-		if err = writeJSONAtomic(filepath.Join(s.dir, startedFile), started); err == nil {
+		if err = atomicfile.WriteJSON(filepath.Join(s.dir, startedFile), started); err == nil {
 			s.mu.Lock()
 			s.container = c
 			s.phase = phaseRunning
@@ -414,7 +415,7 @@ func processStatus(ps *os.ProcessState) (syscall.WaitStatus, bool) {
 // finish records the exit, destroys the container (its cgroups and
 // libcontainer state), and then answers waiters and ends the shim.
 func (s *shim) finish(c *libcontainer.Container, rec exitRecord) {
-	if err := writeJSONAtomic(filepath.Join(s.dir, exitFile), rec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(s.dir, exitFile), rec); err != nil {
 		s.log.Error("record exit", "err", err)
 	}
 	if c != nil {
