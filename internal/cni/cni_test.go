@@ -133,21 +133,7 @@ func TestRestartAndGC(t *testing.T) {
 	a := &pod{ref: cni.PodRef{Namespace: "default", Name: "a", UID: "uid-gc-a"}, name: "pod-a"}
 	b := &pod{ref: cni.PodRef{Namespace: "default", Name: "b", UID: "uid-gc-b"}, name: "pod-b",
 		ports: []cni.PortMapping{{HostPort: 30100, ContainerPort: containerPort}}}
-	for _, p := range []*pod{a, b} {
-		var err error
-		if p.path, err = n.NewNetns(p.name); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := n.Del(context.Background(), p.ref, p.path); err != nil {
-				t.Error(err)
-			}
-			mustDeleteNetns(t, n, p.name)
-		})
-		if p.res, err = n.Add(ctx, p.ref, p.path, p.ports); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addPods(ctx, t, n, a, b)
 
 	// "Reboot" a: its netns is replaced by a fresh one at the same path.
 	mustDeleteNetns(t, n, a.name)
@@ -523,6 +509,27 @@ func testPods(t *testing.T, tc podTest) {
 	}
 }
 
+// addPods gives each pod a netns and adds it to the network; the test's
+// cleanup deletes it and its netns.
+func addPods(ctx context.Context, t *testing.T, n *cni.Network, pods ...*pod) {
+	t.Helper()
+	for _, p := range pods {
+		var err error
+		if p.path, err = n.NewNetns(p.name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := n.Del(context.Background(), p.ref, p.path); err != nil {
+				t.Error(err)
+			}
+			mustDeleteNetns(t, n, p.name)
+		})
+		if p.res, err = n.Add(ctx, p.ref, p.path, p.ports); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func mustDeleteNetns(t testing.TB, n *cni.Network, name string) {
 	t.Helper()
 	if err := n.DeleteNetns(name); err != nil {
@@ -662,6 +669,14 @@ func inNS(nsPath string, fn func() error) error {
 // until the listener is closed (by the test or at cleanup).
 func listenIn(t *testing.T, nsPath, addr, greeting string) net.Listener {
 	t.Helper()
+	return serveIn(t, nsPath, addr, func(net.Conn) string { return greeting })
+}
+
+// serveIn answers every TCP connection on addr inside nsPath with the line
+// reply makes for it, until the listener is closed (by the test or at
+// cleanup).
+func serveIn(t *testing.T, nsPath, addr string, reply func(net.Conn) string) net.Listener {
+	t.Helper()
 	var l net.Listener
 	if err := inNS(nsPath, func() (err error) {
 		l, err = net.Listen("tcp4", addr)
@@ -676,7 +691,7 @@ func listenIn(t *testing.T, nsPath, addr, greeting string) net.Listener {
 			if err != nil {
 				return
 			}
-			c.Write([]byte(greeting + "\n"))
+			c.Write([]byte(reply(c) + "\n"))
 			c.Close()
 		}
 	}()

@@ -194,25 +194,10 @@ func upWithAddr(t *testing.T, h *netlink.Handle, link string, addr netip.Prefix)
 // source address it came from, until the test ends.
 func listenPeer(t *testing.T, nsPath, addr string) {
 	t.Helper()
-	var l net.Listener
-	if err := inNS(nsPath, func() (err error) {
-		l, err = net.Listen("tcp4", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-			c.Write([]byte(ap.Addr().Unmap().String() + "\n"))
-			c.Close()
-		}
-	}()
+	serveIn(t, nsPath, addr, func(c net.Conn) string {
+		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		return ap.Addr().Unmap().String()
+	})
 }
 
 // nftList runs `nft list args...` in the netns at nsPath and returns its

@@ -48,21 +48,7 @@ exec "$REAL_PORTMAP"
 	bare := &pod{ref: cni.PodRef{Namespace: "default", Name: "bare", UID: "uid-bare"}, name: "pod-bare"}
 	mapped := &pod{ref: cni.PodRef{Namespace: "default", Name: "mapped", UID: "uid-mapped"}, name: "pod-mapped",
 		ports: []cni.PortMapping{{HostPort: 30300, ContainerPort: containerPort}}}
-	for _, p := range []*pod{bare, mapped} {
-		var err error
-		if p.path, err = n.NewNetns(p.name); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := n.Del(context.Background(), p.ref, p.path); err != nil {
-				t.Error(err)
-			}
-			mustDeleteNetns(t, n, p.name)
-		})
-		if p.res, err = n.Add(ctx, p.ref, p.path, p.ports); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addPods(ctx, t, n, bare, mapped)
 	if got, want := calls(), "ADD uid-mapped"; got != want {
 		t.Fatalf("portmap calls after Add of both pods:\n%s\nwant %q", got, want)
 	}
